@@ -1,0 +1,168 @@
+//! `dcae bench`: encode / decode time per image size and peak memory, as a table
+//! (or JSON lines for `bench/compare_reference.py`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use dcae::burn::tensor::{Device, Distribution, Tensor};
+use dcae::{Backend, DcAe, DcAeConfig, Precision};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model folder (config.json + weights).
+    #[arg(long, conflicts_with = "preset")]
+    model: Option<PathBuf>,
+    /// Official architecture with random weights instead of a folder (e.g. dc-ae-f32c32-in-1.0).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Square image sizes in pixels, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "512,1024")]
+    size: Vec<usize>,
+    #[arg(long, default_value = "wgpu")]
+    backend: Backend,
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Timed runs per size (the median is reported), after one warm-up run.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Print one JSON object per size instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Row {
+    size: usize,
+    encode_ms: f64,
+    decode_ms: f64,
+    peak_mb: Option<f64>,
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    if a.runs == 0 || a.batch == 0 {
+        bail!("--runs and --batch must be at least 1");
+    }
+    let device = a.backend.device()?;
+    let (model, name) = match (&a.model, &a.preset) {
+        (Some(dir), _) => (
+            DcAe::load(dir, &device, a.precision)
+                .with_context(|| format!("loading model {}", dir.display()))?,
+            dir.display().to_string(),
+        ),
+        (None, Some(p)) => (
+            DcAe::random(DcAeConfig::from_model_name(p)?, 0, &device, a.precision)?,
+            format!("{p} (random weights)"),
+        ),
+        (None, None) => bail!("give --model <DIR> or --preset <NAME>"),
+    };
+    let f = model.factor();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !a.json {
+        println!(
+            "model {name}: f{f} c{}, {:.1}M params; backend {}, {:?}, batch {}, median of {} runs, {threads} threads",
+            model.config.latent_channels,
+            model.num_params() as f64 / 1e6,
+            a.backend,
+            a.precision,
+            a.batch,
+            a.runs
+        );
+        println!("| size | encode ms/img | decode ms/img | peak memory MB |");
+        println!("|---:|---:|---:|---:|");
+    }
+    for &size in &a.size {
+        if size == 0 || size % f != 0 {
+            bail!("--size {size} is not a positive multiple of the compression factor {f}");
+        }
+        let row = bench_size(&model, &device, a, size)?;
+        let peak = row.peak_mb.map_or("n/a".to_string(), |m| format!("{m:.0}"));
+        if a.json {
+            println!(
+                "{{\"size\": {}, \"encode_ms\": {:.3}, \"decode_ms\": {:.3}, \"peak_mb\": {}, \"backend\": \"{}\", \"threads\": {threads}}}",
+                row.size,
+                row.encode_ms,
+                row.decode_ms,
+                row.peak_mb.map_or("null".into(), |m| format!("{m:.1}")),
+                a.backend
+            );
+        } else {
+            println!(
+                "| {0}x{0} | {1:.1} | {2:.1} | {3} |",
+                row.size, row.encode_ms, row.decode_ms, peak
+            );
+        }
+    }
+    Ok(())
+}
+
+fn sync(device: &Device) -> Result<()> {
+    device
+        .sync()
+        .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_size(model: &DcAe, device: &Device, a: &BenchArgs, size: usize) -> Result<Row> {
+    let is_cpu = a.backend == Backend::Cpu;
+    if is_cpu {
+        reset_peak_rss();
+    } else {
+        device.memory_cleanup();
+    }
+    let x = Tensor::<4>::random(
+        [a.batch, 3, size, size],
+        Distribution::Uniform(-1.0, 1.0),
+        device,
+    );
+    let mut enc = Vec::new();
+    let mut dec = Vec::new();
+    for i in 0..=a.runs {
+        sync(device)?;
+        let t0 = Instant::now();
+        let z = model.encode(x.clone())?;
+        sync(device)?;
+        let t1 = Instant::now();
+        let y = model.decode(z)?;
+        sync(device)?;
+        let t2 = Instant::now();
+        drop(y);
+        if i > 0 {
+            enc.push((t1 - t0).as_secs_f64() * 1e3 / a.batch as f64);
+            dec.push((t2 - t1).as_secs_f64() * 1e3 / a.batch as f64);
+        }
+    }
+    let peak_mb = if is_cpu {
+        peak_rss_mb()
+    } else {
+        device
+            .memory_pool_usage()
+            .map(|u| u.bytes_reserved as f64 / (1024.0 * 1024.0))
+    };
+    Ok(Row {
+        size,
+        encode_ms: median(enc),
+        decode_ms: median(dec),
+        peak_mb,
+    })
+}
+
+/// Resets the kernel's peak-RSS counter (Linux; a no-op elsewhere).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, from /proc/self/status (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -1,0 +1,524 @@
+//! `dcae`: encode, decode, reconstruct and benchmark DC-AE models from the command line.
+
+mod bench;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use dcae::burn::tensor::{Tensor, TensorData};
+use dcae::image_io::{Fit, RgbF32, fit_to_multiple, load_image};
+use dcae::tensor_io::{HostTensor, read_tensor, write_atomic, write_tensors};
+use dcae::tiling::TileSpec;
+use dcae::{Backend, DcAe, Precision, metrics};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "dcae",
+    version,
+    about = "DC-AE (Deep Compression Autoencoder) in Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Options every model command takes.
+#[derive(Args, Clone)]
+struct Common {
+    /// Model folder: config.json + model.safetensors or diffusion_pytorch_model.safetensors.
+    #[arg(long)]
+    model: PathBuf,
+    /// Compute backend.
+    #[arg(long, default_value = "wgpu")]
+    backend: Backend,
+    /// Weights and activations precision (attention and norm statistics stay f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Tile size in pixels for large images: `auto` (tile above 1 Mpx), 0 (never) or a size.
+    #[arg(long, default_value = "auto")]
+    tile: TileArg,
+}
+
+#[derive(Clone, Copy)]
+enum TileArg {
+    Auto,
+    Off,
+    Px(usize),
+}
+
+impl std::str::FromStr for TileArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(TileArg::Auto),
+            "0" | "off" => Ok(TileArg::Off),
+            n => n
+                .parse::<usize>()
+                .map(TileArg::Px)
+                .map_err(|_| format!("--tile takes auto, 0 or a size in pixels, not `{n}`")),
+        }
+    }
+}
+
+impl TileArg {
+    fn spec(self, h: usize, w: usize) -> Option<TileSpec> {
+        match self {
+            TileArg::Auto => TileSpec::auto(h, w),
+            TileArg::Off => None,
+            TileArg::Px(px) => Some(TileSpec {
+                tile_px: px,
+                overlap_px: (px / 8).max(1),
+            }),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Encode images (or an `image` tensor) to a latent safetensors file.
+    Encode {
+        #[command(flatten)]
+        common: Common,
+        /// Image files (PNG, JPEG, WebP, ...) or one .safetensors holding `image` [N,3,H,W] in [-1,1].
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output .safetensors (key `latent`).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Multiply the latent by the config's scaling factor (what diffusion models consume).
+        #[arg(long)]
+        scaled: bool,
+        /// How sizes that are not multiples of the compression factor are fitted.
+        #[arg(long, default_value = "crop")]
+        fit: Fit,
+    },
+    /// Decode a latent safetensors file (key `latent`) to images or a tensor.
+    Decode {
+        #[command(flatten)]
+        common: Common,
+        /// Input .safetensors with key `latent` [N,C,h,w].
+        input: PathBuf,
+        /// Output .safetensors (key `reconstruction`) or .png (one file per batch item).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The latent is scaled (divide by the scaling factor first). Files written by
+        /// `dcae encode --scaled` say so themselves.
+        #[arg(long)]
+        scaled: bool,
+    },
+    /// Encode and decode one image, write the reconstruction and print PSNR / SSIM.
+    Reconstruct {
+        #[command(flatten)]
+        common: Common,
+        image: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value = "crop")]
+        fit: Fit,
+    },
+    /// Time encode and decode per image size and report peak memory, as a table.
+    Bench(bench::BenchArgs),
+    /// Show the device a backend picks and which precisions it supports.
+    Info {
+        #[arg(long, default_value = "wgpu")]
+        backend: Backend,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Encode {
+            common,
+            inputs,
+            output,
+            scaled,
+            fit,
+        } => encode(&common, &inputs, &output, scaled, fit),
+        Cmd::Decode {
+            common,
+            input,
+            output,
+            scaled,
+        } => decode(&common, &input, &output, scaled),
+        Cmd::Reconstruct {
+            common,
+            image,
+            output,
+            fit,
+        } => reconstruct(&common, &image, &output, fit),
+        Cmd::Bench(args) => bench::run(&args),
+        Cmd::Info { backend } => info(backend),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_model(c: &Common) -> Result<DcAe> {
+    let spinner = spinner(format!("loading {} on {}", c.model.display(), c.backend));
+    let device = c.backend.device()?;
+    let model = DcAe::load(&c.model, &device, c.precision)
+        .with_context(|| format!("loading model {}", c.model.display()))?;
+    spinner.finish_and_clear();
+    eprintln!(
+        "model: f{} c{}, {:.1}M params, {} on {}",
+        model.factor(),
+        model.config.latent_channels,
+        model.num_params() as f64 / 1e6,
+        c.precision_name(),
+        c.backend
+    );
+    Ok(model)
+}
+
+impl Common {
+    fn precision_name(&self) -> &'static str {
+        match self.precision {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+fn spinner(msg: String) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_message(msg);
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tiles, {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn to_tensor(t: &HostTensor, device: &dcae::burn::tensor::Device) -> Tensor<4> {
+    let s = &t.shape;
+    Tensor::from_data(
+        TensorData::new(t.data.clone(), [s[0], s[1], s[2], s[3]]),
+        device,
+    )
+}
+
+fn to_host(t: Tensor<4>) -> Result<HostTensor> {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading result back: {e:?}"))?;
+    if data.iter().any(|v| !v.is_finite()) {
+        bail!(
+            "the model produced NaN/inf values; with --precision f16 try bf16 or f32, otherwise the weights may be corrupt"
+        );
+    }
+    Ok(HostTensor { shape, data })
+}
+
+/// Images (fitted) stacked into one [N,3,H,W] batch plus their original sizes.
+fn load_images(paths: &[PathBuf], f: usize, fit: Fit) -> Result<(HostTensor, Vec<(usize, usize)>)> {
+    let mut imgs: Vec<RgbF32> = Vec::new();
+    let mut orig = Vec::new();
+    for p in paths {
+        let (img, notes) = load_image(p)?;
+        for n in notes {
+            eprintln!("note: {}: {n}", p.display());
+        }
+        let (img, info) = fit_to_multiple(&img, f, fit).with_context(|| p.display().to_string())?;
+        if let Some(rule) = info.rule {
+            eprintln!("note: {}: {rule}", p.display());
+        }
+        orig.push(match fit {
+            Fit::Pad => info.original,
+            Fit::Crop => info.fitted,
+        });
+        if let Some(first) = imgs.first()
+            && (first.width, first.height) != (img.width, img.height)
+        {
+            bail!(
+                "{} is {}x{} after fitting but {} is {}x{}; a batch needs one size: encode them in separate runs",
+                p.display(),
+                img.width,
+                img.height,
+                paths[0].display(),
+                first.width,
+                first.height
+            );
+        }
+        imgs.push(img);
+    }
+    let (w, h) = (imgs[0].width, imgs[0].height);
+    let data = imgs.into_iter().flat_map(|i| i.data).collect();
+    Ok((
+        HostTensor {
+            shape: vec![paths.len(), 3, h, w],
+            data,
+        },
+        orig,
+    ))
+}
+
+fn is_ext(p: &Path, ext: &str) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+fn encode(c: &Common, inputs: &[PathBuf], output: &Path, scaled: bool, fit: Fit) -> Result<()> {
+    if !is_ext(output, "safetensors") {
+        bail!("output {} must end in .safetensors", output.display());
+    }
+    let model = load_model(c)?;
+    let f = model.factor();
+    let (image, orig) = if inputs.len() == 1 && is_ext(&inputs[0], "safetensors") {
+        let t = read_tensor(&inputs[0], "image")?;
+        if t.shape.len() != 4 || t.shape[1] != 3 {
+            bail!(
+                "{}: `image` has shape {:?}, expected [N, 3, H, W]",
+                inputs[0].display(),
+                t.shape
+            );
+        }
+        let (h, w) = (t.shape[2], t.shape[3]);
+        if h % f != 0 || w % f != 0 || h == 0 || w == 0 {
+            bail!(
+                "{}: `image` is {w}x{h}; tensor inputs must already be multiples of {f}",
+                inputs[0].display()
+            );
+        }
+        let n = t.shape[0];
+        (t, vec![(w, h); n])
+    } else {
+        load_images(inputs, f, fit)?
+    };
+    let (h, w) = (image.shape[2], image.shape[3]);
+    let x = to_tensor(&image, &model.device);
+    let spec = c.tile.spec(h, w);
+    let pb = bar(1, "encode");
+    let z = model.encode_tiled(x, spec, &mut |d, t| {
+        pb.set_length(t as u64);
+        pb.set_position(d as u64);
+    })?;
+    pb.finish_and_clear();
+    let z = if scaled {
+        let s = model
+            .config
+            .scaling_factor
+            .context("--scaled: this model's config has no scaling_factor")?;
+        z * s
+    } else {
+        z
+    };
+    let z = to_host(z)?;
+    let mut meta = HashMap::new();
+    meta.insert("dcae.scaled".to_string(), scaled.to_string());
+    meta.insert(
+        "dcae.original_sizes".to_string(),
+        serde_json::to_string(&orig).unwrap_or_default(),
+    );
+    write_tensors(output, &[("latent", &z)], Some(meta))?;
+    println!(
+        "latent {:?} (unscaled{}) -> {}",
+        z.shape,
+        if scaled {
+            "; scaled by the config's factor"
+        } else {
+            ""
+        },
+        output.display()
+    );
+    Ok(())
+}
+
+fn latent_metadata(path: &Path) -> (bool, Option<Vec<(usize, usize)>>) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return (false, None);
+    };
+    let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(&bytes) else {
+        return (false, None);
+    };
+    let Some(m) = meta.metadata() else {
+        return (false, None);
+    };
+    let scaled = m.get("dcae.scaled").is_some_and(|s| s == "true");
+    let sizes = m
+        .get("dcae.original_sizes")
+        .and_then(|s| serde_json::from_str(s).ok());
+    (scaled, sizes)
+}
+
+fn decode(c: &Common, input: &Path, output: &Path, scaled: bool) -> Result<()> {
+    let png = is_ext(output, "png");
+    if !png && !is_ext(output, "safetensors") {
+        bail!(
+            "output {} must end in .png or .safetensors",
+            output.display()
+        );
+    }
+    let t = read_tensor(input, "latent")?;
+    if t.shape.len() != 4 {
+        bail!(
+            "{}: `latent` has shape {:?}, expected [N, C, h, w]",
+            input.display(),
+            t.shape
+        );
+    }
+    let (meta_scaled, sizes) = latent_metadata(input);
+    let model = load_model(c)?;
+    let f = model.factor();
+    let z = to_tensor(&t, &model.device);
+    let z = if scaled || meta_scaled {
+        let s = model
+            .config
+            .scaling_factor
+            .context("the latent is scaled but this model's config has no scaling_factor")?;
+        z / s
+    } else {
+        z
+    };
+    let spec = c.tile.spec(t.shape[2] * f, t.shape[3] * f);
+    let pb = bar(1, "decode");
+    let y = model.decode_tiled(z, spec, &mut |d, n| {
+        pb.set_length(n as u64);
+        pb.set_position(d as u64);
+    })?;
+    pb.finish_and_clear();
+    let y = to_host(y)?;
+    if !png {
+        write_tensors(output, &[("reconstruction", &y)], None)?;
+        println!("reconstruction {:?} -> {}", y.shape, output.display());
+        return Ok(());
+    }
+    let n = y.shape[0];
+    for (i, img) in split_batch(&y).into_iter().enumerate() {
+        let img = match sizes.as_ref().and_then(|s| s.get(i)) {
+            Some(&(w, h)) if w <= img.width && h <= img.height => img.crop(0, 0, w, h),
+            _ => img,
+        };
+        let path = if n == 1 {
+            output.to_path_buf()
+        } else {
+            numbered(output, i)
+        };
+        save_png(&img, &path)?;
+        println!("{}x{} -> {}", img.width, img.height, path.display());
+    }
+    Ok(())
+}
+
+fn numbered(p: &Path, i: usize) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.with_file_name(format!("{stem}-{i}.png"))
+}
+
+fn split_batch(y: &HostTensor) -> Vec<RgbF32> {
+    let (n, h, w) = (y.shape[0], y.shape[2], y.shape[3]);
+    let per = 3 * h * w;
+    (0..n)
+        .map(|i| RgbF32 {
+            width: w,
+            height: h,
+            data: y.data[i * per..(i + 1) * per].to_vec(),
+        })
+        .collect()
+}
+
+fn save_png(img: &RgbF32, path: &Path) -> Result<()> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.to_rgb8()
+        .write_to(&mut buf, image::ImageFormat::Png)
+        .context("encoding PNG")?;
+    write_atomic(path, buf.get_ref())?;
+    Ok(())
+}
+
+fn reconstruct(c: &Common, image: &Path, output: &Path, fit: Fit) -> Result<()> {
+    if !is_ext(output, "png") {
+        bail!("output {} must end in .png", output.display());
+    }
+    let model = load_model(c)?;
+    let f = model.factor();
+    let (batch, orig) = load_images(&[image.to_path_buf()], f, fit)?;
+    let (h, w) = (batch.shape[2], batch.shape[3]);
+    let spec = c.tile.spec(h, w);
+    let x = to_tensor(&batch, &model.device);
+    let started = std::time::Instant::now();
+    let pb = bar(1, "encode");
+    let z = model.encode_tiled(x, spec, &mut |d, n| {
+        pb.set_length(n as u64);
+        pb.set_position(d as u64);
+    })?;
+    pb.finish_and_clear();
+    let pb = bar(1, "decode");
+    let y = model.decode_tiled(z.clone(), spec, &mut |d, n| {
+        pb.set_length(n as u64);
+        pb.set_position(d as u64);
+    })?;
+    pb.finish_and_clear();
+    let y = to_host(y)?;
+    let elapsed = started.elapsed();
+    let (ow, oh) = orig[0];
+    let rec = split_batch(&y).remove(0).crop(0, 0, ow, oh);
+    let src = RgbF32 {
+        width: w,
+        height: h,
+        data: batch.data,
+    }
+    .crop(0, 0, ow, oh);
+    save_png(&rec, output)?;
+    let (a, b) = (src.to_rgb8(), rec.to_rgb8());
+    let psnr = metrics::psnr_u8(a.as_raw(), b.as_raw());
+    let ssim = metrics::ssim_rgb8(a.as_raw(), b.as_raw(), ow, oh);
+    let zd = z.dims();
+    println!(
+        "{}x{} -> latent {}x{}x{} ({} values, {:.1}x fewer than the 8-bit image) -> {}",
+        ow,
+        oh,
+        zd[1],
+        zd[2],
+        zd[3],
+        zd[1] * zd[2] * zd[3],
+        (3 * ow * oh) as f64 / (zd[1] * zd[2] * zd[3]) as f64,
+        output.display()
+    );
+    println!(
+        "psnr={psnr:.2} dB ssim={} time={:.2}s{}",
+        ssim.map_or("n/a (image < 11 px)".into(), |s| format!("{s:.4}")),
+        elapsed.as_secs_f64(),
+        match spec {
+            Some(s) if w * h > 0 && (w > s.tile_px || h > s.tile_px) =>
+                format!(" (tiled, {} px tiles)", s.tile_px),
+            _ => String::new(),
+        }
+    );
+    Ok(())
+}
+
+fn info(backend: Backend) -> Result<()> {
+    let device = backend.device()?;
+    println!("backend {backend}: {device:?}");
+    for (name, p) in [
+        ("f32", Precision::F32),
+        ("bf16", Precision::Bf16),
+        ("f16", Precision::F16),
+    ] {
+        let ok = device.supports_dtype(p.dtype());
+        println!(
+            "  --precision {name}: {}",
+            if ok { "supported" } else { "not supported" }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Backend selection: a runtime [`Device`] for `cpu`, `wgpu` or `cuda`.
+
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// Compute backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Burn's pure-Rust CPU backend (`burn-flex`: gemm + rayon + SIMD).
+    Cpu,
+    /// wgpu: Vulkan, Metal or DX12, chosen at runtime.
+    #[default]
+    Wgpu,
+    /// CUDA (needs the `cuda` cargo feature).
+    Cuda,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "wgpu" | "gpu" | "vulkan" => Ok(Backend::Wgpu),
+            "cuda" => Ok(Backend::Cuda),
+            o => Err(format!("unknown backend `{o}` (cpu, wgpu, cuda)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        })
+    }
+}
+
+impl Backend {
+    /// Initialises the device, with an actionable error when it is not available.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Backend::Cpu => Ok(Device::flex()),
+            Backend::Wgpu => {
+                // The wgpu runtime registers once per process; later calls reuse the device.
+                static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+                WGPU.get_or_init(|| {
+                    // wgpu panics deep inside adapter selection on some failures; turn any
+                    // panic into an error the user can act on.
+                    match std::panic::catch_unwind(|| Device::wgpu_options().init()) {
+                        Ok(Ok(d)) => Ok(d),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("adapter initialisation panicked".into()),
+                    }
+                })
+                .clone()
+                .map_err(wgpu_err)
+            }
+            Backend::Cuda => cuda_device(),
+        }
+    }
+}
+
+fn wgpu_err(message: String) -> Error {
+    Error::Backend {
+        backend: "wgpu".into(),
+        message: format!(
+            "{message}; no usable GPU adapter (on Linux without a GPU install mesa-vulkan-drivers for the lavapipe software driver) or use --backend cpu"
+        ),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device> {
+    let init = std::panic::catch_unwind(|| {
+        let d = Device::cuda(0);
+        // Touch the device so a missing driver fails here, not in the first model op.
+        let _ = burn::tensor::Tensor::<1>::zeros([1], &d).into_data();
+        d
+    });
+    init.map_err(|_| Error::Backend {
+        backend: "cuda".into(),
+        message: "CUDA device 0 could not be initialised (driver or GPU missing)".into(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<Device> {
+    Err(Error::Backend {
+        backend: "cuda".into(),
+        message: "this build has no CUDA support; rebuild with `--features cuda`".into(),
+    })
+}

@@ -1,0 +1,70 @@
+//! Engine errors. Every variant names what the user can act on (a key, a path, a field).
+
+use std::path::PathBuf;
+
+/// Errors returned by the DC-AE engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `config.json` is not valid JSON or has a field of the wrong type.
+    #[error("invalid config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    /// The config names an architecture variant this engine does not implement.
+    #[error("unsupported config value: {0}")]
+    Unsupported(String),
+    /// `{"model_name": ...}` names no known official checkpoint.
+    #[error("unknown model name `{name}`; known names: {known}")]
+    UnknownModel { name: String, known: String },
+    /// The model folder lacks a weights file or config.
+    #[error("{0}")]
+    MissingFile(String),
+    /// The safetensors file is truncated, corrupt or not a safetensors file.
+    #[error("corrupt weights file {path}: {message}")]
+    CorruptWeights { path: PathBuf, message: String },
+    /// A tensor the architecture needs is not in the checkpoint.
+    #[error(
+        "missing weight `{key}` (expected shape {expected:?}); the config does not match the weights"
+    )]
+    MissingKey { key: String, expected: Vec<usize> },
+    /// The checkpoint holds tensors the architecture does not use.
+    #[error(
+        "{count} unexpected weight(s) in the checkpoint, e.g. `{first}`; the config does not match the weights"
+    )]
+    UnexpectedKeys { count: usize, first: String },
+    /// A tensor has the wrong shape for the configured architecture.
+    #[error(
+        "weight `{key}` has shape {found:?}, the config needs {expected:?}; the config does not match the weights"
+    )]
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    /// A tensor has a dtype that cannot hold weights.
+    #[error("weight `{key}` has unsupported dtype {dtype}")]
+    BadDtype { key: String, dtype: String },
+    /// An input image or tensor is unusable.
+    #[error("{0}")]
+    Input(String),
+    /// The requested backend could not be initialised.
+    #[error("backend {backend}: {message}")]
+    Backend { backend: String, message: String },
+}
+
+/// Engine result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
