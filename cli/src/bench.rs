@@ -111,7 +111,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn bench_size(model: &DcAe, device: &Device, a: &BenchArgs, size: usize) -> Result<Row> {
-    let is_cpu = a.backend == Backend::Cpu;
+    let is_cpu = matches!(a.backend, Backend::Cpu | Backend::Ndarray);
     if is_cpu {
         reset_peak_rss();
     } else {

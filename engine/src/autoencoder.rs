@@ -209,3 +209,57 @@ fn check_precision(device: &Device, precision: Precision) -> Result<()> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::Block;
+
+    fn tiny(shortcut: bool) -> DcAeConfig {
+        let json = format!(
+            r#"{{"encoder_block_out_channels": [8, 16, 32], "decoder_block_out_channels": [8, 16, 32],
+            "encoder_layers_per_block": [1, 1, 1], "decoder_layers_per_block": [1, 1, 1],
+            "encoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock"],
+            "decoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock"],
+            "encoder_qkv_multiscales": [[], [], [5]], "decoder_qkv_multiscales": [[], [], [5]],
+            "decoder_norm_types": "rms_norm", "decoder_act_fns": "silu", "latent_channels": 4,
+            "attention_head_dim": 8, "dcae_resample_shortcut": {shortcut}}}"#
+        );
+        DcAeConfig::from_json_str(&json).unwrap()
+    }
+
+    #[test]
+    fn resample_shortcut_switch_removes_the_shortcuts() {
+        let dev = Device::flex();
+        let x = Tensor::<4>::random([1, 3, 16, 16], burn::tensor::Distribution::Uniform(-1.0, 1.0), &dev);
+        let mut outs = Vec::new();
+        for shortcut in [true, false] {
+            let m = DcAe::random(tiny(shortcut), 7, &dev, Precision::F32).unwrap();
+            let down = m.model.encoder.down_blocks[0].iter().find_map(|b| match b {
+                Block::Down(d) => Some(d.shortcut_group),
+                _ => None,
+            });
+            assert_eq!(down, Some(if shortcut { 2 } else { 0 }));
+            let z = m.encode(x.clone()).unwrap();
+            assert_eq!(z.dims(), [1, 4, 4, 4]);
+            let y = m.decode(z).unwrap();
+            assert_eq!(y.dims(), [1, 3, 16, 16]);
+            outs.push(y);
+        }
+        // Same seed, same weights: only the shortcuts differ, so the outputs must.
+        let diff = (outs[0].clone() - outs[1].clone()).abs().max().into_scalar::<f32>();
+        assert!(diff > 1e-3, "{diff}");
+    }
+
+    #[test]
+    fn bad_tensor_shapes_are_errors() {
+        let dev = Device::flex();
+        let m = DcAe::random(tiny(true), 1, &dev, Precision::F32).unwrap();
+        let odd = Tensor::<4>::zeros([1, 3, 18, 16], &dev);
+        assert!(m.encode(odd).unwrap_err().to_string().contains("multiples of the compression factor 4"));
+        let grey = Tensor::<4>::zeros([1, 1, 16, 16], &dev);
+        assert!(m.encode(grey).is_err());
+        let z = Tensor::<4>::zeros([1, 5, 2, 2], &dev);
+        assert!(m.decode(z).unwrap_err().to_string().contains("4 channels"));
+    }
+}

@@ -16,6 +16,8 @@ pub enum Backend {
     Wgpu,
     /// CUDA (needs the `cuda` cargo feature).
     Cuda,
+    /// The deprecated `burn-ndarray` CPU backend (needs the `ndarray` feature; for comparison).
+    Ndarray,
 }
 
 impl std::str::FromStr for Backend {
@@ -25,6 +27,7 @@ impl std::str::FromStr for Backend {
             "cpu" => Ok(Backend::Cpu),
             "wgpu" | "gpu" | "vulkan" => Ok(Backend::Wgpu),
             "cuda" => Ok(Backend::Cuda),
+            "ndarray" => Ok(Backend::Ndarray),
             o => Err(format!("unknown backend `{o}` (cpu, wgpu, cuda)")),
         }
     }
@@ -36,6 +39,7 @@ impl std::fmt::Display for Backend {
             Backend::Cpu => "cpu",
             Backend::Wgpu => "wgpu",
             Backend::Cuda => "cuda",
+            Backend::Ndarray => "ndarray",
         })
     }
 }
@@ -61,6 +65,7 @@ impl Backend {
                 .map_err(wgpu_err)
             }
             Backend::Cuda => cuda_device(),
+            Backend::Ndarray => ndarray_device(),
         }
     }
 }
@@ -93,5 +98,19 @@ fn cuda_device() -> Result<Device> {
     Err(Error::Backend {
         backend: "cuda".into(),
         message: "this build has no CUDA support; rebuild with `--features cuda`".into(),
+    })
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)] // measured against flex on purpose
+fn ndarray_device() -> Result<Device> {
+    Ok(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_device() -> Result<Device> {
+    Err(Error::Backend {
+        backend: "ndarray".into(),
+        message: "this build has no ndarray backend; rebuild with `--features dcae-cli/ndarray`".into(),
     })
 }
