@@ -14,14 +14,22 @@ use dcae_conformance::fixture_root;
 
 fn model(case: &str) -> DcAe {
     let dev = Backend::Cpu.device().unwrap();
-    DcAe::load(&fixture_root("DCAE_FIXTURES", "dcae").join(case), &dev, Precision::F32).unwrap()
+    DcAe::load(
+        &fixture_root("DCAE_FIXTURES", "dcae").join(case),
+        &dev,
+        Precision::F32,
+    )
+    .unwrap()
 }
 
 fn photo(size: usize) -> Tensor<4> {
     let p = fixture_root("DCAE_FIXTURES", "dcae").join("../../data/val/skimage_astronaut.png");
     let (img, _) = load_image(&p).unwrap();
     let img = img.crop(0, 0, size, size);
-    Tensor::from_data(TensorData::new(img.data, [1, 3, size, size]), &Backend::Cpu.device().unwrap())
+    Tensor::from_data(
+        TensorData::new(img.data, [1, 3, size, size]),
+        &Backend::Cpu.device().unwrap(),
+    )
 }
 
 fn to_rgb(t: Tensor<4>) -> RgbF32 {
@@ -45,7 +53,10 @@ fn max_abs(a: Tensor<4>, b: Tensor<4>) -> f32 {
 fn covering_tile_equals_untiled() {
     let m = model("f32c32-sana-96x128-b2");
     let x = photo(256);
-    let whole = TileSpec { tile_px: 256, overlap_px: 32 };
+    let whole = TileSpec {
+        tile_px: 256,
+        overlap_px: 32,
+    };
     let z = m.encode(x.clone()).unwrap();
     let zt = m.encode_tiled(x, Some(whole), &mut |_, _| {}).unwrap();
     assert_eq!(max_abs(z.clone(), zt), 0.0);
@@ -59,18 +70,29 @@ fn small_tiles_stay_close_to_untiled() {
     let m = model("f32c32-sana-96x128-b2");
     let x = photo(512);
     // 512 px image, 256-px tiles with 64 px overlap: 3x3 tiles of a 16x16 latent.
-    let spec = TileSpec { tile_px: 256, overlap_px: 64 };
+    let spec = TileSpec {
+        tile_px: 256,
+        overlap_px: 64,
+    };
     let mut calls = 0;
     let z = m.encode(x.clone()).unwrap();
-    let zt = m.encode_tiled(x, Some(spec), &mut |_, _| calls += 1).unwrap();
+    let zt = m
+        .encode_tiled(x, Some(spec), &mut |_, _| calls += 1)
+        .unwrap();
     assert_eq!(calls, 9);
     assert_eq!(zt.dims(), z.dims());
-    let rel = (zt.clone() - z.clone()).powi_scalar(2).sum().sqrt().into_scalar::<f32>()
+    let rel = (zt.clone() - z.clone())
+        .powi_scalar(2)
+        .sum()
+        .sqrt()
+        .into_scalar::<f32>()
         / z.clone().powi_scalar(2).sum().sqrt().into_scalar::<f32>();
     let y = m.decode(z.clone()).unwrap();
     let yt = m.decode_tiled(z, Some(spec), &mut |_, _| {}).unwrap();
     let p = psnr(y.clone(), yt.clone());
-    println!("tiled vs untiled: latent rel-L2 {rel:.4}, decode PSNR {p:.2} dB (512 px, 256-px tiles, 64 overlap)");
+    println!(
+        "tiled vs untiled: latent rel-L2 {rel:.4}, decode PSNR {p:.2} dB (512 px, 256-px tiles, 64 overlap)"
+    );
     // A random-weight decoder is far more sensitive to context than a trained one; even so a
     // tiling bug (misplaced or unnormalised tiles) gives < 15 dB and rel-L2 ~1.
     assert!(rel < 0.5, "latent rel-L2 {rel}");
@@ -82,10 +104,22 @@ fn f128_tiled_shapes_are_exact() {
     let m = model("f128c512-in-256x256-b1");
     let dev = Backend::Cpu.device().unwrap();
     // diffusers' tiler gives 1152x1152 for an 8x8 f128 latent and 7x7 for a 1024x1024 image.
-    let z = Tensor::<4>::random([1, 8, 8, 8], dcae::burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
-    let y = m.decode_tiled(z, Some(TileSpec::DEFAULT), &mut |_, _| {}).unwrap();
+    let z = Tensor::<4>::random(
+        [1, 8, 8, 8],
+        dcae::burn::tensor::Distribution::Normal(0.0, 1.0),
+        &dev,
+    );
+    let y = m
+        .decode_tiled(z, Some(TileSpec::DEFAULT), &mut |_, _| {})
+        .unwrap();
     assert_eq!(y.dims(), [1, 3, 1024, 1024]);
-    let x = Tensor::<4>::random([1, 3, 1024, 1024], dcae::burn::tensor::Distribution::Uniform(-1.0, 1.0), &dev);
-    let z = m.encode_tiled(x, Some(TileSpec::DEFAULT), &mut |_, _| {}).unwrap();
+    let x = Tensor::<4>::random(
+        [1, 3, 1024, 1024],
+        dcae::burn::tensor::Distribution::Uniform(-1.0, 1.0),
+        &dev,
+    );
+    let z = m
+        .encode_tiled(x, Some(TileSpec::DEFAULT), &mut |_, _| {})
+        .unwrap();
     assert_eq!(z.dims(), [1, 8, 8, 8]);
 }

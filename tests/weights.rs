@@ -45,10 +45,20 @@ fn write_model(case_dir: &Path, tag: &str, tensors: &BTreeMap<String, Raw>) -> P
     std::fs::copy(case_dir.join("config.json"), dir.join("config.json")).unwrap();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(k, r)| (k.clone(), TensorView::new(r.dtype, r.shape.clone(), &r.bytes).unwrap()))
+        .map(|(k, r)| {
+            (
+                k.clone(),
+                TensorView::new(r.dtype, r.shape.clone(), &r.bytes).unwrap(),
+            )
+        })
         .collect();
     // diffusers' file name this time, to cover the other accepted name.
-    safetensors::serialize_to_file(views, None, &dir.join("diffusion_pytorch_model.safetensors")).unwrap();
+    safetensors::serialize_to_file(
+        views,
+        None,
+        &dir.join("diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
     dir
 }
 
@@ -57,7 +67,14 @@ fn to_half(tensors: &BTreeMap<String, Raw>, bf16: bool) -> BTreeMap<String, Raw>
         .iter()
         .map(|(k, r)| {
             if r.dtype != Dtype::F32 {
-                return (k.clone(), Raw { dtype: r.dtype, shape: r.shape.clone(), bytes: r.bytes.clone() });
+                return (
+                    k.clone(),
+                    Raw {
+                        dtype: r.dtype,
+                        shape: r.shape.clone(),
+                        bytes: r.bytes.clone(),
+                    },
+                );
             }
             let bytes = r
                 .bytes
@@ -72,7 +89,14 @@ fn to_half(tensors: &BTreeMap<String, Raw>, bf16: bool) -> BTreeMap<String, Raw>
                 })
                 .collect();
             let dtype = if bf16 { Dtype::BF16 } else { Dtype::F16 };
-            (k.clone(), Raw { dtype, shape: r.shape.clone(), bytes })
+            (
+                k.clone(),
+                Raw {
+                    dtype,
+                    shape: r.shape.clone(),
+                    bytes,
+                },
+            )
         })
         .collect()
 }
@@ -93,10 +117,21 @@ fn f16_and_bf16_files_load_and_run() {
         let dir = write_model(&c, tag, &to_half(&tensors, bf16));
         let m = DcAe::load(&dir, &dev, Precision::F32).unwrap_or_else(|e| panic!("{tag}: {e}"));
         let s = &input.shape;
-        let x = Tensor::<4>::from_data(TensorData::new(input.data.clone(), [s[0], s[1], s[2], s[3]]), &dev);
-        let z = m.encode(x).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.data.clone(), [s[0], s[1], s[2], s[3]]),
+            &dev,
+        );
+        let z = m
+            .encode(x)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let d = Diff::of(&z, &expected.data);
-        println!("{tag} weights, f32 compute: latent rel-L2 {:.2e} vs the f32 reference", d.rel_l2);
+        println!(
+            "{tag} weights, f32 compute: latent rel-L2 {:.2e} vs the f32 reference",
+            d.rel_l2
+        );
         // Rounding only the weights: a few 1e-3 for f16, about 1e-2 for bf16.
         assert!(d.rel_l2 < if bf16 { 0.02 } else { 0.005 }, "{tag}: {d:?}");
     }
@@ -110,33 +145,52 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
     let mut t = read_all(&c.join("model.safetensors"));
     t.remove("decoder.up_blocks.3.1.conv_out.conv_point.weight");
     let e = load_err(&write_model(&c, "missing", &t)).to_string();
-    assert!(e.contains("missing weight `decoder.up_blocks.3.1.conv_out.conv_point.weight`"), "{e}");
+    assert!(
+        e.contains("missing weight `decoder.up_blocks.3.1.conv_out.conv_point.weight`"),
+        "{e}"
+    );
 
     let mut t = read_all(&c.join("model.safetensors"));
     t.insert(
         "decoder.extra_head.weight".into(),
-        Raw { dtype: Dtype::F32, shape: vec![2], bytes: vec![0; 8] },
+        Raw {
+            dtype: Dtype::F32,
+            shape: vec![2],
+            bytes: vec![0; 8],
+        },
     );
     let e = load_err(&write_model(&c, "unexpected", &t)).to_string();
-    assert!(e.contains("unexpected weight(s)") && e.contains("decoder.extra_head.weight"), "{e}");
+    assert!(
+        e.contains("unexpected weight(s)") && e.contains("decoder.extra_head.weight"),
+        "{e}"
+    );
 
     let mut t = read_all(&c.join("model.safetensors"));
     let key = "encoder.conv_out.weight";
     let r = t.get_mut(key).unwrap();
     r.shape = vec![r.shape[0] * 2, r.shape[1] / 2, r.shape[2], r.shape[3]];
     let e = load_err(&write_model(&c, "shape", &t)).to_string();
-    assert!(e.contains("weight `encoder.conv_out.weight` has shape [8, 16, 3, 3]"), "{e}");
+    assert!(
+        e.contains("weight `encoder.conv_out.weight` has shape [8, 16, 3, 3]"),
+        "{e}"
+    );
 
     // One third of a fused qkv missing is named too.
     let mut t = read_all(&c.join("model.safetensors"));
     t.remove("encoder.down_blocks.4.1.attn.to_k.weight");
     let e = load_err(&write_model(&c, "qkv", &t)).to_string();
-    assert!(e.contains("encoder.down_blocks.4.1.attn.to_k.weight"), "{e}");
+    assert!(
+        e.contains("encoder.down_blocks.4.1.attn.to_k.weight"),
+        "{e}"
+    );
 
     // Integer tensors where floats belong.
     let mut t = tensors;
     let r = t.get_mut("decoder.conv_in.bias").unwrap();
     r.dtype = Dtype::I32;
     let e = load_err(&write_model(&c, "dtype", &t)).to_string();
-    assert!(e.contains("decoder.conv_in.bias") && e.contains("I32"), "{e}");
+    assert!(
+        e.contains("decoder.conv_in.bias") && e.contains("I32"),
+        "{e}"
+    );
 }

@@ -75,7 +75,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         println!("|---:|---:|---:|---:|");
     }
     for &size in &a.size {
-        if size == 0 || size % f != 0 {
+        if size == 0 || !size.is_multiple_of(f) {
             bail!("--size {size} is not a positive multiple of the compression factor {f}");
         }
         let row = bench_size(&model, &device, a, size)?;

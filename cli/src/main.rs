@@ -289,7 +289,7 @@ fn encode(c: &Common, inputs: &[PathBuf], output: &Path, scaled: bool, fit: Fit)
             );
         }
         let (h, w) = (t.shape[2], t.shape[3]);
-        if h % f != 0 || w % f != 0 || h == 0 || w == 0 {
+        if !h.is_multiple_of(f) || !w.is_multiple_of(f) || h == 0 || w == 0 {
             bail!(
                 "{}: `image` is {w}x{h}; tensor inputs must already be multiples of {f}",
                 inputs[0].display()

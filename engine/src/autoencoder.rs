@@ -146,7 +146,7 @@ impl DcAe {
                 self.config.in_channels
             )));
         }
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(Error::Input(format!(
                 "image is {w}x{h}; both sides must be non-zero multiples of the compression factor {f}"
             )));
@@ -231,7 +231,11 @@ mod tests {
     #[test]
     fn resample_shortcut_switch_removes_the_shortcuts() {
         let dev = Device::flex();
-        let x = Tensor::<4>::random([1, 3, 16, 16], burn::tensor::Distribution::Uniform(-1.0, 1.0), &dev);
+        let x = Tensor::<4>::random(
+            [1, 3, 16, 16],
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &dev,
+        );
         let mut outs = Vec::new();
         for shortcut in [true, false] {
             let m = DcAe::random(tiny(shortcut), 7, &dev, Precision::F32).unwrap();
@@ -247,7 +251,10 @@ mod tests {
             outs.push(y);
         }
         // Same seed, same weights: only the shortcuts differ, so the outputs must.
-        let diff = (outs[0].clone() - outs[1].clone()).abs().max().into_scalar::<f32>();
+        let diff = (outs[0].clone() - outs[1].clone())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert!(diff > 1e-3, "{diff}");
     }
 
@@ -256,7 +263,12 @@ mod tests {
         let dev = Device::flex();
         let m = DcAe::random(tiny(true), 1, &dev, Precision::F32).unwrap();
         let odd = Tensor::<4>::zeros([1, 3, 18, 16], &dev);
-        assert!(m.encode(odd).unwrap_err().to_string().contains("multiples of the compression factor 4"));
+        assert!(
+            m.encode(odd)
+                .unwrap_err()
+                .to_string()
+                .contains("multiples of the compression factor 4")
+        );
         let grey = Tensor::<4>::zeros([1, 1, 16, 16], &dev);
         assert!(m.encode(grey).is_err());
         let z = Tensor::<4>::zeros([1, 5, 2, 2], &dev);

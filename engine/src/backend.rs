@@ -111,6 +111,7 @@ fn ndarray_device() -> Result<Device> {
 fn ndarray_device() -> Result<Device> {
     Err(Error::Backend {
         backend: "ndarray".into(),
-        message: "this build has no ndarray backend; rebuild with `--features dcae-cli/ndarray`".into(),
+        message: "this build has no ndarray backend; rebuild with `--features dcae-cli/ndarray`"
+            .into(),
     })
 }

@@ -434,14 +434,14 @@ impl DcAeConfig {
                 check(widths[i] > 0, format!("{name} width {i} is 0"))?;
                 if types[i] == BlockType::EfficientViTBlock {
                     check(
-                        widths[i] % self.attention_head_dim == 0,
+                        widths[i].is_multiple_of(self.attention_head_dim),
                         format!(
                             "{name} stage {i}: width {} is not a multiple of attention_head_dim {}",
                             widths[i], self.attention_head_dim
                         ),
                     )?;
                 }
-                if ms[i].len() > 1 || ms[i].iter().any(|k| k % 2 == 0) {
+                if ms[i].len() > 1 || ms[i].iter().any(|k| k.is_multiple_of(2)) {
                     return Err(Error::Unsupported(format!(
                         "{name} stage {i}: qkv_multiscales {:?} (one odd kernel size at most)",
                         ms[i]
@@ -452,24 +452,24 @@ impl DcAeConfig {
         for i in lo..hi.saturating_sub(1) {
             let (a, b) = (w[i], w[i + 1]);
             check(
-                (4 * a) % b == 0 && 4 * a >= b,
+                (4 * a).is_multiple_of(b) && 4 * a >= b,
                 format!("encoder stage {i}: 4*{a} channels cannot be averaged into {b}"),
             )?;
             let (a, b) = (dw[i + 1], dw[i]);
             check(
-                (4 * b) % a == 0 && 4 * b >= a,
+                (4 * b).is_multiple_of(a) && 4 * b >= a,
                 format!("decoder stage {i}: {a} channels cannot be duplicated into 4*{b}"),
             )?;
         }
         if d0 == 0 {
             check(
-                w[1] % 4 == 0,
+                w[1].is_multiple_of(4),
                 "encoder width 1 must be a multiple of 4".into(),
             )?;
         }
         if self.encoder_out_shortcut {
             check(
-                w[n - 1] % self.latent_channels == 0,
+                w[n - 1].is_multiple_of(self.latent_channels),
                 format!(
                     "encoder_out_shortcut: top width {} is not a multiple of latent_channels {}",
                     w[n - 1],
@@ -479,7 +479,7 @@ impl DcAeConfig {
         }
         if self.decoder_in_shortcut {
             check(
-                dw[n - 1] % self.latent_channels == 0,
+                dw[n - 1].is_multiple_of(self.latent_channels),
                 format!(
                     "decoder_in_shortcut: top width {} is not a multiple of latent_channels {}",
                     dw[n - 1],

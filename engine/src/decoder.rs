@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use crate::config::DcAeConfig;
-use crate::encoder::Block;
+use crate::encoder::{Block, StageSpec};
 use crate::error::Result;
 use crate::layers::{
     Builder, Conv, RmsNorm2d, act_code, act_from_code, activate, repeat_interleave_channels,
@@ -61,17 +61,17 @@ impl Decoder {
                 )?));
             }
             let offset = stage.len();
+            let spec = StageSpec {
+                kind: cfg.decoder_block_types[i],
+                width: w[i],
+                norm: cfg.decoder_norm_types[i],
+                act: cfg.decoder_act_fns[i],
+                head_dim: cfg.attention_head_dim,
+                scales: &cfg.decoder_qkv_multiscales[i],
+            };
             for j in 0..depth[i] {
-                stage.push(Block::build_main(
-                    b,
-                    &format!("decoder.up_blocks.{i}.{}", j + offset),
-                    cfg.decoder_block_types[i],
-                    w[i],
-                    cfg.decoder_norm_types[i],
-                    cfg.decoder_act_fns[i],
-                    cfg.attention_head_dim,
-                    &cfg.decoder_qkv_multiscales[i],
-                )?);
+                let key = format!("decoder.up_blocks.{i}.{}", j + offset);
+                stage.push(Block::build_main(b, &key, &spec)?);
             }
             up_blocks[i] = stage;
         }

@@ -14,6 +14,8 @@ use crate::resblock::ResBlock;
 use crate::trace::Trace;
 
 /// One entry of a stage (`down_blocks.i.j` / `up_blocks.i.j`).
+// Blocks are built once and live in a Vec; the variant size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Block {
     Res(ResBlock),
@@ -39,23 +41,24 @@ impl Block {
         y
     }
 
-    pub(crate) fn build_main(
-        b: &mut Builder,
-        key: &str,
-        kind: BlockType,
-        c: usize,
-        norm: NormType,
-        act: Act,
-        head_dim: usize,
-        scales: &[usize],
-    ) -> Result<Self> {
-        Ok(match kind {
-            BlockType::ResBlock => Block::Res(ResBlock::build(b, key, c, norm, act)?),
-            BlockType::EfficientViTBlock => {
-                Block::Evit(EfficientVitBlock::build(b, key, c, head_dim, scales)?)
-            }
+    pub(crate) fn build_main(b: &mut Builder, key: &str, s: &StageSpec) -> Result<Self> {
+        Ok(match s.kind {
+            BlockType::ResBlock => Block::Res(ResBlock::build(b, key, s.width, s.norm, s.act)?),
+            BlockType::EfficientViTBlock => Block::Evit(EfficientVitBlock::build(
+                b, key, s.width, s.head_dim, s.scales,
+            )?),
         })
     }
+}
+
+/// What the main blocks of one stage are made of.
+pub(crate) struct StageSpec<'a> {
+    pub kind: BlockType,
+    pub width: usize,
+    pub norm: NormType,
+    pub act: Act,
+    pub head_dim: usize,
+    pub scales: &'a [usize],
 }
 
 /// `encoder.conv_in`: a plain 3x3 conv (stage-0 depth > 0) or a shortcut-free DownBlock.
@@ -103,16 +106,20 @@ impl Encoder {
         let mut down_blocks = Vec::with_capacity(n);
         for i in 0..n {
             let mut stage = Vec::new();
+            // The encoder always uses RMSNorm and SiLU (efficientvit defaults; diffusers hardcodes).
+            let spec = StageSpec {
+                kind: cfg.encoder_block_types[i],
+                width: w[i],
+                norm: NormType::RmsNorm,
+                act: Act::Silu,
+                head_dim: cfg.attention_head_dim,
+                scales: &cfg.encoder_qkv_multiscales[i],
+            };
             for j in 0..depth[i] {
                 stage.push(Block::build_main(
                     b,
                     &format!("encoder.down_blocks.{i}.{j}"),
-                    cfg.encoder_block_types[i],
-                    w[i],
-                    NormType::RmsNorm,
-                    Act::Silu,
-                    cfg.attention_head_dim,
-                    &cfg.encoder_qkv_multiscales[i],
+                    &spec,
                 )?);
             }
             if i < n - 1 && depth[i] > 0 {

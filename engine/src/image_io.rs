@@ -184,7 +184,7 @@ pub fn fit_to_multiple(img: &RgbF32, f: usize, fit: Fit) -> Result<(RgbF32, FitI
             "image is {w}x{h}, smaller than the compression factor {f}: each side needs at least {f} px"
         )));
     }
-    if w % f == 0 && h % f == 0 {
+    if w.is_multiple_of(f) && h.is_multiple_of(f) {
         return Ok((
             img.clone(),
             FitInfo {
