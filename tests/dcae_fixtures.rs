@@ -10,26 +10,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use dcae::burn::tensor::{DType, Device, Tensor, TensorData};
-use dcae::tensor_io::read_tensor;
+use dcae::tensor_io::{TensorFile, read_tensor};
 use dcae::{Backend, DcAe, Precision, Trace};
 use dcae_conformance::{Diff, case_dirs, fixture_root};
 
 struct CaseReport {
     failures: Vec<String>,
     worst: Option<(String, Diff)>,
-}
-
-fn expected_keys(path: &Path) -> Vec<String> {
-    let bytes = std::fs::read(path).expect("read expected.safetensors");
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|k| *k != "__metadata__")
-        .cloned()
-        .collect()
 }
 
 fn host(t: Tensor<4>) -> (Vec<usize>, Vec<f32>) {
@@ -59,7 +46,8 @@ fn run_case(
         }
     };
     let input = read_tensor(&dir.join("input.safetensors"), "image").unwrap();
-    let latent = read_tensor(&dir.join("expected.safetensors"), "latent").unwrap();
+    let expected = TensorFile::open(&dir.join("expected.safetensors")).unwrap();
+    let latent = expected.tensor("latent").unwrap();
     let to_t = |s: &[usize], d: Vec<f32>| {
         Tensor::<4>::from_data(TensorData::new(d, [s[0], s[1], s[2], s[3]]), device)
     };
@@ -82,11 +70,11 @@ fn run_case(
     }
 
     let mut worst: Option<(String, Diff)> = None;
-    for key in expected_keys(&dir.join("expected.safetensors")) {
+    for key in expected.keys() {
         if !only.is_empty() && !only.contains(&key.as_str()) {
             continue;
         }
-        let exp = read_tensor(&dir.join("expected.safetensors"), &key).unwrap();
+        let exp = expected.tensor(&key).unwrap();
         let Some((shape, got)) = produced.get(&key) else {
             failures.push(format!("{key}: not produced by the engine"));
             continue;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dcae::burn::tensor::{Tensor, TensorData};
 use dcae::image_io::{Fit, RgbF32, fit_to_multiple, load_image};
-use dcae::tensor_io::{HostTensor, read_tensor, write_atomic, write_tensors};
+use dcae::tensor_io::{HostTensor, TensorFile, read_tensor, write_atomic, write_tensors};
 use dcae::tiling::TileSpec;
 use dcae::{Backend, DcAe, Precision, metrics};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -339,16 +339,9 @@ fn encode(c: &Common, inputs: &[PathBuf], output: &Path, scaled: bool, fit: Fit)
     Ok(())
 }
 
-fn latent_metadata(path: &Path) -> (bool, Option<Vec<(usize, usize)>>) {
-    let Ok(bytes) = std::fs::read(path) else {
-        return (false, None);
-    };
-    let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(&bytes) else {
-        return (false, None);
-    };
-    let Some(m) = meta.metadata() else {
-        return (false, None);
-    };
+/// The `dcae encode` metadata: whether the latent is scaled, and the images' original sizes.
+fn latent_metadata(file: &TensorFile) -> (bool, Option<Vec<(usize, usize)>>) {
+    let m = file.metadata();
     let scaled = m.get("dcae.scaled").is_some_and(|s| s == "true");
     let sizes = m
         .get("dcae.original_sizes")
@@ -364,7 +357,8 @@ fn decode(c: &Common, input: &Path, output: &Path, scaled: bool) -> Result<()> {
             output.display()
         );
     }
-    let t = read_tensor(input, "latent")?;
+    let file = TensorFile::open(input)?;
+    let t = file.tensor("latent")?;
     if t.shape.len() != 4 {
         bail!(
             "{}: `latent` has shape {:?}, expected [N, C, h, w]",
@@ -372,7 +366,7 @@ fn decode(c: &Common, input: &Path, output: &Path, scaled: bool) -> Result<()> {
             t.shape
         );
     }
-    let (meta_scaled, sizes) = latent_metadata(input);
+    let (meta_scaled, sizes) = latent_metadata(&file);
     let model = load_model(c)?;
     let f = model.factor();
     let z = to_tensor(&t, &model.device);

@@ -14,26 +14,9 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
-/// Reads tensor `key` from a safetensors file as f32 (F32, F16, BF16, F64 accepted).
-pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptWeights {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let view = st.tensor(key).map_err(|_| {
-        Error::Input(format!(
-            "{}: no tensor `{key}` (found: {})",
-            path.display(),
-            st.names()
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    let b = view.data();
-    let data: Vec<f32> = match view.dtype() {
+/// Little-endian float bytes of `dtype` to f32; `None` for non-float dtypes.
+pub(crate) fn decode_floats(dtype: Dtype, b: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
         Dtype::F32 => b
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -48,19 +31,79 @@ pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor> {
             .collect(),
         Dtype::F64 => b
             .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
-        other => {
-            return Err(Error::Input(format!(
-                "{}: tensor `{key}` has dtype {other:?}; expected a float type",
-                path.display()
-            )));
-        }
-    };
-    Ok(HostTensor {
-        shape: view.shape().to_vec(),
-        data,
+        _ => return None,
     })
+}
+
+/// A safetensors file read once; tensors are converted to f32 on request.
+pub struct TensorFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    /// Reads and validates the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptWeights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    fn view(&self) -> SafeTensors<'_> {
+        // Validated in `open`.
+        SafeTensors::deserialize(&self.bytes).expect("validated in TensorFile::open")
+    }
+
+    /// Tensor names, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.view().names().into_iter().map(String::from).collect();
+        k.sort();
+        k
+    }
+
+    /// The header's string metadata, if any.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        SafeTensors::read_metadata(&self.bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    /// Tensor `key` as f32 (F32, F16, BF16, F64 accepted).
+    pub fn tensor(&self, key: &str) -> Result<HostTensor> {
+        let st = self.view();
+        let view = st.tensor(key).map_err(|_| {
+            Error::Input(format!(
+                "{}: no tensor `{key}` (found: {})",
+                self.path.display(),
+                self.keys().join(", ")
+            ))
+        })?;
+        let data = decode_floats(view.dtype(), view.data()).ok_or_else(|| {
+            Error::Input(format!(
+                "{}: tensor `{key}` has dtype {:?}; expected a float type",
+                self.path.display(),
+                view.dtype()
+            ))
+        })?;
+        Ok(HostTensor {
+            shape: view.shape().to_vec(),
+            data,
+        })
+    }
+}
+
+/// Reads tensor `key` from a safetensors file as f32 (F32, F16, BF16, F64 accepted).
+pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor> {
+    TensorFile::open(path)?.tensor(key)
 }
 
 /// Writes f32 tensors atomically (temp file + rename), with optional string metadata.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::tensor_io::decode_floats;
 
 /// Key layout of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,32 +234,10 @@ impl WeightStore {
     fn read(&self, name: &str) -> Result<RawTensor> {
         let info = &self.raw[name];
         let bytes = &self.bytes[info.range.clone()];
-        let data: Vec<f32> = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                })
-                .collect(),
-            other => {
-                return Err(Error::BadDtype {
-                    key: name.to_string(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
+        let data = decode_floats(info.dtype, bytes).ok_or_else(|| Error::BadDtype {
+            key: name.to_string(),
+            dtype: format!("{:?}", info.dtype),
+        })?;
         if !data.iter().all(|x| x.is_finite()) {
             return Err(corrupt(
                 &self.path,
@@ -301,14 +280,13 @@ fn canonicalise(
 ) -> Result<BTreeMap<String, Source>> {
     let mut out: BTreeMap<String, Source> = BTreeMap::new();
     for name in raw.keys() {
+        // Unknown efficientvit keys keep their name so `finish` reports them as unexpected.
         let canon = match layout {
-            KeyLayout::Diffusers => diffusers_to_canonical(name),
-            KeyLayout::EfficientVit => Some(efficientvit_to_canonical(name).unwrap_or_else(|| {
-                // Unknown keys keep their name so `finish` reports them as unexpected.
-                name.clone()
-            })),
+            KeyLayout::Diffusers => name.clone(),
+            KeyLayout::EfficientVit => {
+                efficientvit_to_canonical(name).unwrap_or_else(|| name.clone())
+            }
         };
-        let Some(canon) = canon else { continue };
         if let Some(prefix) = canon.strip_suffix(".attn.to_q.weight") {
             let parts = ["to_q", "to_k", "to_v"].map(|r| format!("{prefix}.attn.{r}.weight"));
             // The fused weight needs all three thirds; a missing one is reported by name.
@@ -339,10 +317,6 @@ fn canonicalise(
         out.insert(canon, Source::One(name.clone()));
     }
     Ok(out)
-}
-
-fn diffusers_to_canonical(name: &str) -> Option<String> {
-    Some(name.to_string())
 }
 
 /// Maps one original efficientvit key to its canonical (diffusers-style) name.
