@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use dcae::burn::tensor::{Device, Distribution, Tensor};
+use dcae::metrics::{peak_rss_mb, reset_peak_rss};
 use dcae::{Backend, DcAe, DcAeConfig, Precision};
 
 #[derive(Args)]
@@ -152,17 +153,4 @@ fn bench_size(model: &DcAe, device: &Device, a: &BenchArgs, size: usize) -> Resu
         decode_ms: median(dec),
         peak_mb,
     })
-}
-
-/// Resets the kernel's peak-RSS counter (Linux; a no-op elsewhere).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident set size since the last reset, from /proc/self/status (Linux).
-fn peak_rss_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

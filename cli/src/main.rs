@@ -1,6 +1,7 @@
 //! `dcae`: encode, decode, reconstruct and benchmark DC-AE models from the command line.
 
 mod bench;
+mod train;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,32 @@ impl TileArg {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Train an autoencoder (the paper's three phases) from a run file.
+    Train {
+        /// Run file (TOML): model, data, perceptual weights, schedule, phase1/2/3 settings.
+        #[arg(long)]
+        config: PathBuf,
+        /// Continue the run from `<out_dir>/checkpoint.safetensors` (same step, optimizer, EMA).
+        #[arg(long)]
+        resume: bool,
+    },
+    /// PSNR / SSIM (/ LPIPS) of a model's reconstructions per image, with a bicubic baseline
+    /// holding as many values as the latent; last line `mean psnr=<dB> ssim=<value>`.
+    Eval {
+        /// Model folder (config.json + weights).
+        #[arg(long)]
+        model: PathBuf,
+        /// An image folder (recursive) or one image.
+        folder: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        backend: Backend,
+        /// LPIPS VGG16 weight files (.pth / .safetensors) to add an LPIPS column.
+        #[arg(long, num_args = 1..)]
+        lpips: Vec<PathBuf>,
+        /// Downscale images whose longer side exceeds this first (0 = full size).
+        #[arg(long, default_value = "0")]
+        max_side: usize,
+    },
     /// Encode images (or an `image` tensor) to a latent safetensors file.
     Encode {
         #[command(flatten)]
@@ -153,6 +180,14 @@ fn main() {
         } => reconstruct(&common, &image, &output, fit),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Info { backend } => info(backend),
+        Cmd::Train { config, resume } => train::run_train(&config, resume),
+        Cmd::Eval {
+            model,
+            folder,
+            backend,
+            lpips,
+            max_side,
+        } => train::run_eval(&model, &folder, backend, &lpips, max_side),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

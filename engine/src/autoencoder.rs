@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::tensor::{DType, Device, Tensor};
 
 use crate::config::DcAeConfig;
@@ -31,6 +31,8 @@ pub struct DcAe {
     pub source: Option<PathBuf>,
     /// Key layout of the checkpoint (None for random weights).
     pub layout: Option<KeyLayout>,
+    /// Canonical checkpoint key of every parameter (fused `attn.qkv`), by parameter id.
+    pub names: Vec<(ParamId, String)>,
 }
 
 /// Weight file names looked for in a model folder, in order.
@@ -44,13 +46,13 @@ impl DcAe {
         store: &mut WeightStore,
         device: &Device,
         precision: Precision,
-    ) -> Result<AutoencoderDc> {
+    ) -> Result<(AutoencoderDc, Vec<(ParamId, String)>)> {
         config.validate()?;
         check_precision(device, precision)?;
         let mut b = Builder::from_store(store, device, precision);
         let encoder = Encoder::build(&mut b, &config)?;
         let decoder = Decoder::build(&mut b, &config)?;
-        Ok(AutoencoderDc { encoder, decoder })
+        Ok((AutoencoderDc { encoder, decoder }, b.names))
     }
 
     /// Loads `dir/config.json` and `dir/{diffusion_pytorch_model,model}.safetensors`.
@@ -93,7 +95,7 @@ impl DcAe {
     ) -> Result<Self> {
         let mut store = WeightStore::from_file(weights)?;
         let layout = store.layout();
-        let model = Self::from_store(config.clone(), &mut store, device, precision)?;
+        let (model, names) = Self::from_store(config.clone(), &mut store, device, precision)?;
         store.finish()?;
         Ok(Self {
             config,
@@ -102,6 +104,7 @@ impl DcAe {
             precision,
             source: Some(weights.to_path_buf()),
             layout: Some(layout),
+            names,
         })
     }
 
@@ -124,6 +127,7 @@ impl DcAe {
             precision,
             source: None,
             layout: None,
+            names: b.names,
         })
     }
 

@@ -395,6 +395,77 @@ impl DcAeConfig {
         Ok(cfg)
     }
 
+    /// The diffusers `AutoencoderDC` `config.json` for this architecture, so an exported folder
+    /// loads in `diffusers.AutoencoderDC.from_pretrained` and in our loader.
+    pub fn to_diffusers_json(&self) -> Value {
+        let blocks = |v: &[BlockType]| -> Vec<&str> {
+            v.iter()
+                .map(|b| match b {
+                    BlockType::ResBlock => "ResBlock",
+                    BlockType::EfficientViTBlock => "EfficientViTBlock",
+                })
+                .collect()
+        };
+        let act = |a: Act| match a {
+            Act::Relu => "relu",
+            Act::Silu => "silu",
+            Act::Gelu => "gelu",
+        };
+        let norms: Vec<&str> = self
+            .decoder_norm_types
+            .iter()
+            .map(|n| match n {
+                NormType::RmsNorm => "rms_norm",
+                NormType::BatchNorm => "batch_norm",
+            })
+            .collect();
+        let acts: Vec<&str> = self.decoder_act_fns.iter().map(|a| act(*a)).collect();
+        serde_json::json!({
+            "_class_name": "AutoencoderDC",
+            "in_channels": self.in_channels,
+            "latent_channels": self.latent_channels,
+            "attention_head_dim": self.attention_head_dim,
+            "encoder_block_types": blocks(&self.encoder_block_types),
+            "decoder_block_types": blocks(&self.decoder_block_types),
+            "encoder_block_out_channels": self.encoder_block_out_channels,
+            "decoder_block_out_channels": self.decoder_block_out_channels,
+            "encoder_layers_per_block": self.encoder_layers_per_block,
+            "decoder_layers_per_block": self.decoder_layers_per_block,
+            "encoder_qkv_multiscales": self.encoder_qkv_multiscales,
+            "decoder_qkv_multiscales": self.decoder_qkv_multiscales,
+            "upsample_block_type": match self.upsample_block_type {
+                Upsample::PixelShuffle => "pixel_shuffle",
+                Upsample::Interpolate => "interpolate",
+            },
+            "downsample_block_type": match self.downsample_block_type {
+                Downsample::PixelUnshuffle => "pixel_unshuffle",
+                Downsample::StridedConv => "conv",
+            },
+            "decoder_norm_types": norms,
+            "decoder_act_fns": acts,
+            "encoder_out_shortcut": self.encoder_out_shortcut,
+            "decoder_in_shortcut": self.decoder_in_shortcut,
+            "decoder_conv_act_fn": act(self.decoder_conv_act_fn),
+            "scaling_factor": self.scaling_factor,
+            "dcae_resample_shortcut": self.resample_shortcut,
+        })
+    }
+
+    /// The small f32c32 architecture of the embedded default model (`assets/models/default`):
+    /// the sana-1.0 layout (ResBlock stages, then linear-attention stages; RMSNorm/SiLU) with
+    /// narrow widths and depth 1 per stage, so it trains on a CPU.
+    pub fn default_small() -> Self {
+        let mut c = Self::f32c32_sana_1_0();
+        c.encoder_block_out_channels = vec![32, 64, 64, 128, 128, 128];
+        c.decoder_block_out_channels = c.encoder_block_out_channels.clone();
+        c.encoder_layers_per_block = vec![0, 1, 1, 1, 1, 1];
+        c.decoder_layers_per_block = vec![0, 1, 1, 1, 1, 1];
+        c.encoder_qkv_multiscales = vec![vec![]; 6];
+        c.decoder_qkv_multiscales = vec![vec![]; 6];
+        c.scaling_factor = None;
+        c
+    }
+
     /// Checks the invariants the architecture relies on (divisibility of the shortcut groups,
     /// head sizes), so a bad config fails here with a message rather than deep in a forward pass.
     pub fn validate(&self) -> Result<()> {
@@ -631,6 +702,17 @@ fn parse_act(s: &str) -> Result<Act> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diffusers_json_round_trips_every_preset() {
+        let mut all = DcAeConfig::official();
+        all.push(("default-small", DcAeConfig::default_small()));
+        for (name, cfg) in all {
+            let text = cfg.to_diffusers_json().to_string();
+            let back = DcAeConfig::from_json_str(&text).unwrap();
+            assert_eq!(back, cfg, "{name}");
+        }
+    }
 
     #[test]
     fn model_name_config_resolves_preset() {

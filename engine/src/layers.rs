@@ -2,7 +2,7 @@
 //! init), convolution, RMSNorm2d / BatchNorm2d, activations and the parameter-free reshapes
 //! (pixel (un)shuffle, channel repeat-interleave / averaging, nearest x2).
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{gelu, relu, silu};
 use burn::tensor::module::{conv2d, interpolate};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
@@ -62,6 +62,19 @@ pub struct Builder<'a> {
     rng: u64,
     pub(crate) device: Device,
     pub(crate) dtype: DType,
+    /// Checkpoint key of every parameter built, in build order (for training and export).
+    pub(crate) names: Vec<(ParamId, String)>,
+}
+
+/// A parameter's id derived from its checkpoint key (FNV-1a), so that ids are the same in
+/// every run: optimizer state and EMA saved by key map back onto a rebuilt model.
+pub fn param_id(key: &str) -> ParamId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ParamId::from(h)
 }
 
 impl<'a> Builder<'a> {
@@ -72,6 +85,7 @@ impl<'a> Builder<'a> {
             rng: 0,
             device: device.clone(),
             dtype: precision.dtype(),
+            names: Vec::new(),
         }
     }
 
@@ -82,6 +96,7 @@ impl<'a> Builder<'a> {
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
             device: device.clone(),
             dtype: precision.dtype(),
+            names: Vec::new(),
         }
     }
 
@@ -140,7 +155,10 @@ impl<'a> Builder<'a> {
             }
         };
         let t = Tensor::<D>::from_data(TensorData::new(data, shape), (&self.device, dtype));
-        Ok(Param::from_tensor(t))
+        let mut p = Param::from_tensor(t);
+        p.id = param_id(key);
+        self.names.push((p.id, key.to_string()));
+        Ok(p)
     }
 
     pub(crate) fn skip(&mut self, key: &str) {

@@ -23,6 +23,7 @@ pub mod tensor_io;
 mod tiled;
 pub mod tiling;
 pub mod trace;
+pub mod train;
 pub mod weights;
 
 pub use autoencoder::DcAe;

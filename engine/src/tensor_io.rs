@@ -112,15 +112,36 @@ pub fn write_tensors(
     tensors: &[(&str, &HostTensor)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
+    write_tensors_as(path, tensors, metadata, Dtype::F32)
+}
+
+/// [`write_tensors`] storing every tensor as `dtype` (F32, F16 or BF16).
+pub fn write_tensors_as(
+    path: &Path,
+    tensors: &[(&str, &HostTensor)],
+    metadata: Option<HashMap<String, String>>,
+    dtype: Dtype,
+) -> Result<()> {
+    let encode = |v: &f32| -> Vec<u8> {
+        match dtype {
+            Dtype::F16 => half::f16::from_f32(*v).to_le_bytes().to_vec(),
+            Dtype::BF16 => half::bf16::from_f32(*v).to_le_bytes().to_vec(),
+            _ => v.to_le_bytes().to_vec(),
+        }
+    };
+    let dtype = match dtype {
+        Dtype::F16 | Dtype::BF16 => dtype,
+        _ => Dtype::F32,
+    };
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(_, t)| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .map(|(_, t)| t.data.iter().flat_map(encode).collect())
         .collect();
     let views = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, t), b)| {
-            TensorView::new(Dtype::F32, t.shape.clone(), b)
+            TensorView::new(dtype, t.shape.clone(), b)
                 .map(|v| (name.to_string(), v))
                 .map_err(|e| Error::Input(format!("tensor `{name}`: {e}")))
         })
@@ -141,7 +162,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    // fsync before the rename: after a power loss the file under the final name is complete.
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)

@@ -1,0 +1,363 @@
+//! Training data: image folders (recursive; JPEG / PNG / WebP), random crops at the phase
+//! resolution with horizontal flips, decoded on worker threads ahead of the training loop, and a
+//! fixed validation subset.
+//!
+//! Every random choice of step `s` comes from `seed` and `s` alone ([`step_rng`]), so a resumed
+//! run sees exactly the batches an uninterrupted one would, whatever the prefetch depth.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::image_io::{RgbF32, load_image};
+
+const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
+
+/// All images under `root` (recursive), sorted by path so the order is the same everywhere.
+pub fn list_images(root: &Path) -> Result<Vec<PathBuf>> {
+    if !root.is_dir() {
+        return Err(Error::MissingFile(format!(
+            "image folder {} does not exist",
+            root.display()
+        )));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for e in entries {
+            let p = e.map_err(|e| Error::io(&dir, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .map(|x| EXTENSIONS.contains(&x.to_string_lossy().to_lowercase().as_str()))
+                .unwrap_or(false)
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(Error::Input(format!(
+            "no images (jpg, png, webp) under {}",
+            root.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// splitmix64 step.
+pub fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The RNG state for training step `step` of a run seeded `seed`.
+pub fn step_rng(seed: u64, step: u64) -> u64 {
+    let mut s = seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    splitmix(&mut s)
+}
+
+/// One crop to cut: which image, where, and whether to flip it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropJob {
+    pub image: usize,
+    /// Random fractions in [0, 1) placing the crop inside the (possibly downscaled) image.
+    pub fx: u32,
+    pub fy: u32,
+    pub flip: bool,
+    /// Downscale the image so its short side is between `size` and the original (a random
+    /// fraction), so crops see several scales as DC-AE's multi-resolution data does.
+    pub scale: u32,
+}
+
+/// The crops of one batch, a pure function of (seed, step).
+pub fn plan_batch(seed: u64, step: u64, n_images: usize, batch: usize) -> Vec<CropJob> {
+    let mut s = step_rng(seed, step);
+    (0..batch)
+        .map(|_| {
+            let r = splitmix(&mut s);
+            CropJob {
+                image: (r % n_images.max(1) as u64) as usize,
+                fx: (splitmix(&mut s) >> 40) as u32,
+                fy: (splitmix(&mut s) >> 40) as u32,
+                flip: splitmix(&mut s) & 1 == 1,
+                scale: (splitmix(&mut s) >> 40) as u32,
+            }
+        })
+        .collect()
+}
+
+/// Crop rectangle `(x, y, scaled_w, scaled_h)` for an image of `w x h`: the image is first
+/// scaled so its short side is `size + (short - size) * scale_frac`, then a `size` square is cut
+/// at the given fractions. Images smaller than `size` are upscaled to it.
+pub fn crop_rect(w: usize, h: usize, size: usize, job: &CropJob) -> (usize, usize, usize, usize) {
+    let frac = |v: u32| f64::from(v) / f64::from(1u32 << 24);
+    let short = w.min(h).max(1);
+    let target_short = if short <= size {
+        size as f64
+    } else {
+        size as f64 + (short - size) as f64 * frac(job.scale)
+    };
+    let k = target_short / short as f64;
+    let sw = ((w as f64 * k).round() as usize).max(size);
+    let sh = ((h as f64 * k).round() as usize).max(size);
+    let x = ((sw - size) as f64 * frac(job.fx)) as usize;
+    let y = ((sh - size) as f64 * frac(job.fy)) as usize;
+    (x, y, sw, sh)
+}
+
+/// Cuts one training crop (planar RGB in [-1, 1], `3*size*size`).
+pub fn load_crop(path: &Path, size: usize, job: &CropJob) -> Result<Vec<f32>> {
+    let img = image::open(path)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (x, y, sw, sh) = crop_rect(w, h, size, job);
+    let img = if (sw, sh) != (w, h) {
+        image::imageops::resize(
+            &img,
+            sw as u32,
+            sh as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        img
+    };
+    let plane = size * size;
+    let mut out = vec![0f32; 3 * plane];
+    for yy in 0..size {
+        for xx in 0..size {
+            let sx = if job.flip { size - 1 - xx } else { xx };
+            let p = img.get_pixel((x + sx) as u32, (y + yy) as u32);
+            for c in 0..3 {
+                out[c * plane + yy * size + xx] = f32::from(p[c]) / 127.5 - 1.0;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One batch ready for the device: `[B, 3, size, size]` values in [-1, 1].
+pub struct Batch {
+    pub step: u64,
+    pub size: usize,
+    pub data: Vec<f32>,
+    pub len: usize,
+}
+
+impl Batch {
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), [self.len, 3, self.size, self.size]),
+            device,
+        )
+    }
+}
+
+/// Prefetching loader: `workers` threads decode the crops of upcoming steps while the model
+/// trains; batches arrive in step order.
+pub struct Loader {
+    jobs: Vec<SyncSender<Option<(u64, usize, CropJob)>>>,
+    results: Receiver<(u64, usize, Result<Vec<f32>>)>,
+    handles: Vec<JoinHandle<()>>,
+    seed: u64,
+    n_images: usize,
+    batch: usize,
+    size: usize,
+    next_planned: u64,
+    end: u64,
+    pending: VecDeque<u64>,
+    partial: std::collections::HashMap<u64, Vec<Option<Vec<f32>>>>,
+    rr: usize,
+}
+
+impl Loader {
+    /// Loads steps `start..end` of a run; `depth` batches are decoded ahead.
+    pub fn new(
+        files: Vec<PathBuf>,
+        seed: u64,
+        batch: usize,
+        size: usize,
+        start: u64,
+        end: u64,
+        workers: usize,
+    ) -> Self {
+        let workers = workers.max(1);
+        let n_images = files.len();
+        let (res_tx, results) = sync_channel(batch * 4);
+        let files = std::sync::Arc::new(files);
+        let mut jobs = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = sync_channel::<Option<(u64, usize, CropJob)>>(batch * 2);
+            let res_tx = res_tx.clone();
+            let files = files.clone();
+            handles.push(std::thread::spawn(move || {
+                while let Ok(Some((step, slot, job))) = rx.recv() {
+                    let r = load_crop(&files[job.image], size, &job);
+                    if res_tx.send((step, slot, r)).is_err() {
+                        break;
+                    }
+                }
+            }));
+            jobs.push(tx);
+        }
+        let mut loader = Self {
+            jobs,
+            results,
+            handles,
+            seed,
+            n_images,
+            batch,
+            size,
+            next_planned: start,
+            end,
+            pending: VecDeque::new(),
+            partial: Default::default(),
+            rr: 0,
+        };
+        for _ in 0..2 {
+            loader.plan_next();
+        }
+        loader
+    }
+
+    fn plan_next(&mut self) {
+        if self.next_planned >= self.end {
+            return;
+        }
+        let step = self.next_planned;
+        self.next_planned += 1;
+        self.partial.insert(step, vec![None; self.batch]);
+        self.pending.push_back(step);
+        for (slot, job) in plan_batch(self.seed, step, self.n_images, self.batch)
+            .into_iter()
+            .enumerate()
+        {
+            let w = self.rr % self.jobs.len();
+            self.rr += 1;
+            // A closed worker shows up as a missing result below.
+            let _ = self.jobs[w].send(Some((step, slot, job)));
+        }
+    }
+
+    /// The next batch in step order, or `None` after the last step.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>> {
+        let Some(step) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        self.plan_next();
+        loop {
+            if let Some(slots) = self.partial.get(&step)
+                && slots.iter().all(Option::is_some)
+            {
+                break;
+            }
+            let (s, slot, r) = self
+                .results
+                .recv()
+                .map_err(|_| Error::Input("data loader workers stopped".into()))?;
+            let data = r?;
+            if let Some(slots) = self.partial.get_mut(&s) {
+                slots[slot] = Some(data);
+            }
+        }
+        let slots = self.partial.remove(&step).unwrap_or_default();
+        let mut data = Vec::with_capacity(self.batch * 3 * self.size * self.size);
+        for s in slots.into_iter().flatten() {
+            data.extend(s);
+        }
+        Ok(Some(Batch {
+            step,
+            size: self.size,
+            data,
+            len: self.batch,
+        }))
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        for tx in &self.jobs {
+            let _ = tx.try_send(None);
+        }
+        self.jobs.clear();
+        // Drain so blocked workers can exit, then join.
+        while self.results.try_recv().is_ok() {}
+        for h in self.handles.drain(..) {
+            while !h.is_finished() {
+                while self.results.try_recv().is_ok() {}
+                std::thread::yield_now();
+            }
+            let _ = h.join();
+        }
+    }
+}
+
+/// The fixed validation set: the first `count` images of `root` (sorted), each centre-cropped
+/// to the largest square multiple of `multiple` no larger than `size`.
+pub fn validation_set(
+    root: &Path,
+    count: usize,
+    size: usize,
+    multiple: usize,
+) -> Result<Vec<(PathBuf, RgbF32)>> {
+    let files = list_images(root)?;
+    let mut out = Vec::new();
+    for p in files.into_iter().take(count) {
+        let (img, _notes) = load_image(&p)?;
+        let side = (img.width.min(img.height).min(size) / multiple) * multiple;
+        if side == 0 {
+            return Err(Error::Input(format!(
+                "validation image {} is smaller than {multiple} px",
+                p.display()
+            )));
+        }
+        let x0 = (img.width - side) / 2;
+        let y0 = (img.height - side) / 2;
+        out.push((p, img.crop(x0, y0, side, side)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_depend_only_on_seed_and_step() {
+        assert_eq!(plan_batch(7, 42, 100, 4), plan_batch(7, 42, 100, 4));
+        assert_ne!(plan_batch(7, 42, 100, 4), plan_batch(7, 43, 100, 4));
+        assert_ne!(plan_batch(7, 42, 100, 4), plan_batch(8, 42, 100, 4));
+        assert!(plan_batch(1, 5, 3, 64).iter().all(|j| j.image < 3));
+    }
+
+    #[test]
+    fn crops_stay_inside_the_scaled_image() {
+        for step in 0..200 {
+            for job in plan_batch(3, step, 10, 4) {
+                for (w, h) in [(481, 321), (128, 128), (100, 60), (4000, 3000)] {
+                    let (x, y, sw, sh) = crop_rect(w, h, 128, &job);
+                    assert!(
+                        x + 128 <= sw && y + 128 <= sh,
+                        "{w}x{h} -> {x},{y} in {sw}x{sh}"
+                    );
+                    assert!(sw.min(sh) >= 128);
+                    if w.min(h) > 128 {
+                        assert!(sw <= w + 1 && sh <= h + 1);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,869 @@
+//! The training loop: phases, losses, optimizer steps, EMA, validation, checkpoints, export.
+//!
+//! Gradients reach the autoencoder through its output: the reconstruction loss (and, in phase
+//! 3, the generator's GAN loss) are differentiated with respect to a detached copy of the
+//! decoder output, combined there (which is where the adaptive GAN weight is measured), and
+//! pushed back through the decoder in one backward pass. Frozen parameters are detached, so
+//! the encoder costs no activation memory in phases 2 and 3.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use super::config::{TrainConfig, canonical_prefixes, matches};
+use super::data::{Loader, list_images, validation_set};
+use super::disc::Discriminator;
+use super::lpips::{Lpips, LpipsSource};
+use super::optim::{
+    AdamState, AdamW, Names, clip_grad_norm, ema_update, gradients, replace, set_trainable, values,
+    warmup_lr,
+};
+use crate::autoencoder::{AutoencoderDc, DcAe};
+use crate::backend::Backend;
+use crate::config::DcAeConfig;
+use crate::error::{Error, Result};
+use crate::image_io::RgbF32;
+use crate::layers::{Builder, Precision};
+use crate::metrics::{peak_rss_mb, psnr_u8, reset_peak_rss, ssim_rgb8};
+use crate::tensor_io::{HostTensor, TensorFile, write_atomic, write_tensors, write_tensors_as};
+use crate::trace::Trace;
+
+/// File name of the run's checkpoint inside `out_dir`.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+const FORMAT: &str = "dcae-train-checkpoint-1";
+
+/// What the loop reports to its caller (progress bar, logs).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Start {
+        total: u64,
+        first: u64,
+        perceptual: Option<String>,
+    },
+    Phase {
+        phase: u8,
+        start: u64,
+        end: u64,
+        trainable_params: usize,
+        total_params: usize,
+    },
+    Step {
+        step: u64,
+        phase: u8,
+        loss: f64,
+        l1: f64,
+        lpips: f64,
+        seconds: f64,
+    },
+    Validation {
+        step: u64,
+        psnr: f64,
+        ssim: f64,
+    },
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+    },
+}
+
+/// Per-phase measurements of a run (this process only).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PhaseStats {
+    pub phase: u8,
+    pub steps: u64,
+    pub seconds: f64,
+    pub peak_rss_mb: Option<f64>,
+    pub trainable_params: usize,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Global steps completed.
+    pub step: u64,
+    /// Stopped by the caller's flag before the end (a checkpoint was written).
+    pub interrupted: bool,
+    /// The exported model folder (when the last phase finished).
+    pub exported: Option<PathBuf>,
+    pub phases: Vec<PhaseStats>,
+}
+
+struct Gan {
+    disc: Discriminator,
+    names: Names,
+    adam: AdamState,
+}
+
+/// Runs (or resumes) the training described by `cfg`. `cfg_text` is stored in checkpoints so a
+/// resumed run can check it continues the same run. `stop` is polled after every step.
+pub fn train(
+    cfg: &TrainConfig,
+    cfg_text: &str,
+    resume: bool,
+    stop: &AtomicBool,
+    on: &mut dyn FnMut(Event),
+) -> Result<Outcome> {
+    let backend: Backend = cfg.backend.parse().map_err(Error::Input)?;
+    let device = backend.device()?;
+    let ad = device.clone().autodiff();
+    let arch = cfg.model.architecture(Path::new("."))?;
+    let f = arch.spatial_compression();
+    for &p in &cfg.schedule.phases {
+        let r = cfg.phase(p).resolution;
+        if !r.is_multiple_of(f) {
+            return Err(Error::Input(format!(
+                "phase{p}.resolution {r} is not a multiple of the compression factor {f}"
+            )));
+        }
+    }
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
+    let ckpt_path = cfg.out_dir.join(CHECKPOINT);
+    if !resume && ckpt_path.exists() {
+        return Err(Error::Input(format!(
+            "{} exists: pass --resume to continue that run, or choose another out_dir",
+            ckpt_path.display()
+        )));
+    }
+    if resume && !ckpt_path.exists() {
+        return Err(Error::MissingFile(format!(
+            "--resume: no checkpoint at {}",
+            ckpt_path.display()
+        )));
+    }
+
+    let ae = match &cfg.model.init {
+        Some(dir) => {
+            let m = DcAe::load(dir, &ad, Precision::F32)?;
+            if m.config != arch {
+                return Err(Error::Input(format!(
+                    "model.init {} has a different architecture than the run's model",
+                    dir.display()
+                )));
+            }
+            m
+        }
+        None => DcAe::random(arch.clone(), cfg.seed, &ad, Precision::F32)?,
+    };
+    let names: Names = ae.names.iter().cloned().collect();
+    let mut model = ae.model;
+
+    let needs_lpips = cfg
+        .schedule
+        .phases
+        .iter()
+        .any(|&p| cfg.phase(p).perceptual_weight > 0.0);
+    let (lpips, lpips_source): (Option<Lpips>, Option<LpipsSource>) =
+        if cfg.perceptual.weights.is_empty() {
+            if needs_lpips {
+                return Err(Error::Input(
+                    "a phase has perceptual_weight > 0 but [perceptual] weights is empty; give \
+                     LPIPS VGG16 weights (README: Perceptual weights) or set perceptual_weight = 0"
+                        .into(),
+                ));
+            }
+            (None, None)
+        } else {
+            let (l, s) = Lpips::load(&cfg.perceptual.weights, &ad)?;
+            (Some(l), Some(s))
+        };
+    on(Event::Start {
+        total: cfg.total_steps(),
+        first: 0,
+        perceptual: lpips_source.as_ref().map(|s| s.to_string()),
+    });
+
+    let needs_gan = cfg
+        .schedule
+        .phases
+        .iter()
+        .any(|&p| cfg.phase(p).gan_weight > 0.0);
+    let mut gan = if needs_gan {
+        let p = cfg
+            .schedule
+            .phases
+            .iter()
+            .map(|&p| cfg.phase(p))
+            .find(|c| c.gan_weight > 0.0)
+            .cloned()
+            .unwrap_or_else(super::config::PhaseConfig::phase3);
+        let mut b = Builder::random(cfg.seed ^ 0xD15C, &ad, Precision::F32);
+        let (disc, dn) = Discriminator::build(&mut b, p.disc_channels, p.disc_layers)?;
+        Some(Gan {
+            disc,
+            names: dn.into_iter().collect(),
+            adam: AdamState::default(),
+        })
+    } else {
+        None
+    };
+
+    // Run state.
+    let mut step: u64 = 0;
+    let mut adam = AdamState::default();
+    let mut adam_phase: u8 = 0;
+    let mut ema: BTreeMap<String, Tensor<1>> = BTreeMap::new();
+    if resume {
+        let r = load_checkpoint(&ckpt_path, cfg_text, &device)?;
+        step = r.step;
+        model = replace(model, &names, r.model, &ad, &|_| true);
+        ema = r.ema;
+        adam = r.adam;
+        adam_phase = r.adam_phase;
+        if let (Some(g), Some(d)) = (gan.as_mut(), r.disc) {
+            g.disc = replace(g.disc.clone(), &g.names, d, &ad, &|_| true);
+            g.adam = r.disc_adam;
+        }
+    }
+
+    let val = match &cfg.data.val {
+        Some(dir) => validation_set(dir, cfg.data.val_count, cfg.data.val_size, f)?,
+        None => Vec::new(),
+    };
+    let train_files = list_images(&cfg.data.train)?;
+    let mut log = CsvLog::open(
+        &cfg.out_dir.join("log.csv"),
+        "step,phase,loss,l1,lpips,gan,disc,gan_lambda,grad_norm,lr,seconds",
+    )?;
+    let mut vlog = CsvLog::open(&cfg.out_dir.join("val.csv"), "step,phase,psnr,ssim")?;
+    let mut stats = Vec::new();
+    let total = cfg.total_steps();
+
+    while let Some((phase, phase_start)) = cfg.phase_at(step) {
+        let pc = cfg.phase(phase).clone();
+        let phase_end = phase_start + pc.steps;
+        let prefixes = canonical_prefixes(&pc.trainable);
+        let keys: Vec<&String> = names.values().collect();
+        for p in &prefixes {
+            if !keys.iter().any(|k| matches(std::slice::from_ref(p), k)) {
+                return Err(Error::Input(format!(
+                    "phase{phase}.trainable: `{p}` matches no parameter of this model"
+                )));
+            }
+        }
+        let is_trainable = |k: &str| matches(&prefixes, k);
+        model = set_trainable(model, &names, &ad, &is_trainable);
+        if adam_phase != phase {
+            adam = AdamState::default();
+            adam_phase = phase;
+        }
+        let all_vals = values(&model, &names);
+        let count = |pred: &dyn Fn(&str) -> bool| -> usize {
+            all_vals
+                .iter()
+                .filter(|(k, _)| pred(k))
+                .map(|(_, t)| t.shape().num_elements())
+                .sum()
+        };
+        let trainable_params = count(&is_trainable);
+        on(Event::Phase {
+            phase,
+            start: phase_start,
+            end: phase_end,
+            trainable_params,
+            total_params: count(&|_| true),
+        });
+        drop(all_vals);
+        reset_peak_rss();
+        let phase_t0 = Instant::now();
+        let phase_first = step;
+        let mut loader = Loader::new(
+            train_files.clone(),
+            cfg.seed ^ u64::from(phase),
+            pc.batch_size,
+            pc.resolution,
+            step,
+            phase_end,
+            cfg.data.workers,
+        );
+        let opt = AdamW {
+            beta1: pc.beta1,
+            beta2: pc.beta2,
+            eps: 1e-8,
+            weight_decay: pc.weight_decay,
+        };
+        let mut interrupted = false;
+        while step < phase_end {
+            let t0 = Instant::now();
+            let batch = loader
+                .next_batch()?
+                .ok_or_else(|| Error::Input("data loader ended early".into()))?;
+            let x = batch.to_tensor(&ad);
+            let lr = warmup_lr(pc.lr, pc.warmup, step - phase_start);
+
+            let z = model.encoder.forward(x.clone(), &mut Trace::off());
+            let y = model.decoder.forward(z, &mut Trace::off());
+
+            // Reconstruction loss, differentiated at the decoder output.
+            let yl = y.clone().detach().require_grad();
+            let l1 = (yl.clone() - x.clone()).abs().mean();
+            let mut rec = l1.clone() * pc.l1_weight;
+            let mut lp_val = 0.0;
+            if pc.perceptual_weight > 0.0
+                && (step - phase_start).is_multiple_of(pc.perceptual_every)
+                && let Some(l) = &lpips
+            {
+                let lp = l.forward(yl.clone(), x.clone()).mean();
+                lp_val = scalar(&lp);
+                rec = rec + lp * pc.perceptual_weight;
+            }
+            let rec_val = scalar(&rec);
+            let g = rec.backward();
+            let mut g_out = yl
+                .grad(&g)
+                .ok_or_else(|| Error::Input("no gradient at the decoder output".into()))?;
+            let (mut gan_val, mut disc_val, mut lambda) = (0.0, 0.0, 0.0);
+            if pc.gan_weight > 0.0
+                && let Some(gs) = gan.as_mut()
+            {
+                let yg = y.clone().detach().require_grad();
+                let gl = -gs.disc.forward(yg.clone()).mean();
+                gan_val = scalar(&gl);
+                let gg = gl.backward();
+                if let Some(g_gan) = yg.grad(&gg) {
+                    lambda = if pc.adaptive_gan_weight {
+                        let nr = norm(&g_out);
+                        let ng = norm(&g_gan);
+                        (nr / (ng + 1e-4)).clamp(0.0, 1e4) * pc.gan_weight
+                    } else {
+                        pc.gan_weight
+                    };
+                    g_out = g_out + g_gan * lambda;
+                }
+                // Discriminator step (hinge loss) on real crops and the detached output.
+                let real = gs.disc.forward(x.clone());
+                let fake = gs.disc.forward(y.clone().detach());
+                let dl = (relu(real.neg() + 1.0).mean() + relu(fake + 1.0).mean()) * 0.5;
+                disc_val = scalar(&dl);
+                let dg = dl.backward();
+                let dgrads = gradients(&gs.disc, &gs.names, &dg);
+                let dvals = values(&gs.disc, &gs.names);
+                let dopt = AdamW {
+                    weight_decay: 0.0,
+                    ..opt
+                };
+                let new = dopt.step(
+                    warmup_lr(pc.disc_lr, pc.warmup, step - phase_start),
+                    &dvals,
+                    dgrads,
+                    &mut gs.adam,
+                );
+                gs.disc = replace(gs.disc.clone(), &gs.names, new, &ad, &|_| true);
+            }
+
+            // One backward pass through the autoencoder with the combined output gradient.
+            let surrogate = (y * g_out.autodiff()).sum();
+            let grads = surrogate.backward();
+            let mut pg = gradients(&model, &names, &grads);
+            let grad_norm = clip_grad_norm(&mut pg, pc.grad_clip);
+            if !grad_norm.is_finite() {
+                return Err(Error::Input(format!(
+                    "step {step}: gradient norm is {grad_norm} (loss {rec_val}); lower the lr"
+                )));
+            }
+            let cur = values(&model, &names);
+            let new = opt.step(lr, &cur, pg, &mut adam);
+            if let Some(d) = pc.ema_decay {
+                ema_update(&mut ema, &new, d);
+            }
+            model = replace(model, &names, new, &ad, &is_trainable);
+            step += 1;
+
+            let secs = t0.elapsed().as_secs_f64();
+            if step.is_multiple_of(cfg.schedule.log_every) || step == phase_end {
+                log.row(&format!(
+                    "{step},{phase},{rec_val:.6},{:.6},{lp_val:.6},{gan_val:.6},{disc_val:.6},{lambda:.6},{grad_norm:.6},{lr:.3e},{secs:.3}",
+                    scalar(&l1)
+                ))?;
+            }
+            on(Event::Step {
+                step,
+                phase,
+                loss: rec_val,
+                l1: scalar(&l1),
+                lpips: lp_val,
+                seconds: secs,
+            });
+
+            let at_end = step == phase_end;
+            if at_end && pc.ema_decay.is_some() {
+                // The next phase (and the export) start from the averaged weights.
+                let e: BTreeMap<String, Tensor<1>> = ema
+                    .iter()
+                    .filter(|(k, _)| is_trainable(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                model = replace(model, &names, e, &ad, &is_trainable);
+            }
+            if !val.is_empty()
+                && (at_end
+                    || (cfg.schedule.val_every > 0 && step.is_multiple_of(cfg.schedule.val_every)))
+            {
+                let (psnr, ssim) = validate(
+                    &model,
+                    &names,
+                    &ema,
+                    &val,
+                    &device,
+                    &cfg.out_dir.join("samples"),
+                    step,
+                )?;
+                vlog.row(&format!("{step},{phase},{psnr:.4},{ssim:.5}"))?;
+                on(Event::Validation { step, psnr, ssim });
+            }
+            interrupted = stop.load(Ordering::SeqCst) && step < total;
+            if at_end || interrupted || step.is_multiple_of(cfg.schedule.checkpoint_every) {
+                save_checkpoint(
+                    &ckpt_path,
+                    cfg_text,
+                    step,
+                    &model,
+                    &names,
+                    &ema,
+                    &adam,
+                    adam_phase,
+                    gan.as_ref(),
+                )?;
+                on(Event::Checkpoint {
+                    step,
+                    path: ckpt_path.clone(),
+                });
+            }
+            if interrupted {
+                break;
+            }
+        }
+        stats.push(PhaseStats {
+            phase,
+            steps: step - phase_first,
+            seconds: phase_t0.elapsed().as_secs_f64(),
+            peak_rss_mb: peak_rss_mb(),
+            trainable_params,
+        });
+        if interrupted {
+            write_run_record(cfg, cfg_text, &lpips_source, &stats, step)?;
+            return Ok(Outcome {
+                step,
+                interrupted: true,
+                exported: None,
+                phases: stats,
+            });
+        }
+    }
+
+    let export_dir = cfg.out_dir.join("model");
+    export(
+        &model,
+        &names,
+        &arch,
+        &export_dir,
+        &cfg.model.export_dtype,
+        &lpips_source,
+        step,
+    )?;
+    write_run_record(cfg, cfg_text, &lpips_source, &stats, step)?;
+    Ok(Outcome {
+        step,
+        interrupted: false,
+        exported: Some(export_dir),
+        phases: stats,
+    })
+}
+
+fn scalar<const D: usize>(t: &Tensor<D>) -> f64 {
+    t.clone()
+        .inner()
+        .cast(DType::F32)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .map(f64::from)
+        .unwrap_or(f64::NAN)
+}
+
+fn norm(t: &Tensor<4>) -> f64 {
+    scalar(&t.clone().powf_scalar(2.0).sum()).sqrt()
+}
+
+fn host(t: &Tensor<1>) -> Result<HostTensor> {
+    let data = t
+        .clone()
+        .inner()
+        .cast(DType::F32)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Input(format!("{e:?}")))?;
+    Ok(HostTensor {
+        shape: vec![data.len()],
+        data,
+    })
+}
+
+fn device_tensor(t: &HostTensor, device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device)
+}
+
+/// Values for evaluation and export: EMA where the EMA has the key, else the current value.
+fn eval_model(
+    model: &AutoencoderDc,
+    names: &Names,
+    ema: &BTreeMap<String, Tensor<1>>,
+    device: &Device,
+) -> AutoencoderDc {
+    replace(model.valid(), names, ema.clone(), device, &|_| false)
+}
+
+fn validate(
+    model: &AutoencoderDc,
+    names: &Names,
+    ema: &BTreeMap<String, Tensor<1>>,
+    val: &[(PathBuf, RgbF32)],
+    device: &Device,
+    samples: &Path,
+    step: u64,
+) -> Result<(f64, f64)> {
+    let m = eval_model(model, names, ema, device);
+    let (mut psnr, mut ssim) = (0.0, 0.0);
+    let mut sheet: Vec<(RgbF32, RgbF32)> = Vec::new();
+    for (i, (_, img)) in val.iter().enumerate() {
+        let recon = reconstruct(&m, img, device)?;
+        let a = img.to_rgb8();
+        let b = recon.to_rgb8();
+        psnr += psnr_u8(a.as_raw(), b.as_raw());
+        ssim += ssim_rgb8(a.as_raw(), b.as_raw(), img.width, img.height).unwrap_or(f64::NAN);
+        if i < 2 {
+            sheet.push((img.clone(), recon));
+        }
+    }
+    let n = val.len() as f64;
+    std::fs::create_dir_all(samples).map_err(|e| Error::io(samples, e))?;
+    save_sheet(&sheet, &samples.join(format!("step-{step:07}.png")))?;
+    Ok((psnr / n, ssim / n))
+}
+
+/// Encodes and decodes one image with a non-autodiff model.
+pub fn reconstruct(m: &AutoencoderDc, img: &RgbF32, device: &Device) -> Result<RgbF32> {
+    let x = Tensor::<4>::from_data(
+        TensorData::new(img.data.clone(), [1, 3, img.height, img.width]),
+        device,
+    );
+    let y = m
+        .decoder
+        .forward(m.encoder.forward(x, &mut Trace::off()), &mut Trace::off());
+    let data = y
+        .clamp(-1.0, 1.0)
+        .cast(DType::F32)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Input(format!("{e:?}")))?;
+    Ok(RgbF32 {
+        width: img.width,
+        height: img.height,
+        data,
+    })
+}
+
+/// Original | reconstruction rows, one per image.
+fn save_sheet(rows: &[(RgbF32, RgbF32)], path: &Path) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let w: usize = rows.iter().map(|(a, _)| a.width * 2).max().unwrap_or(0);
+    let h: usize = rows.iter().map(|(a, _)| a.height).sum();
+    let mut out = image::RgbImage::new(w as u32, h as u32);
+    let mut y0 = 0u32;
+    for (a, b) in rows {
+        image::imageops::replace(&mut out, &a.to_rgb8(), 0, i64::from(y0));
+        image::imageops::replace(&mut out, &b.to_rgb8(), a.width as i64, i64::from(y0));
+        y0 += a.height as u32;
+    }
+    let mut bytes = Vec::new();
+    out.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| Error::Input(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    path: &Path,
+    cfg_text: &str,
+    step: u64,
+    model: &AutoencoderDc,
+    names: &Names,
+    ema: &BTreeMap<String, Tensor<1>>,
+    adam: &AdamState,
+    adam_phase: u8,
+    gan: Option<&Gan>,
+) -> Result<()> {
+    let mut tensors: Vec<(String, HostTensor)> = Vec::new();
+    for (k, v) in values(model, names) {
+        tensors.push((format!("model.{k}"), host(&v)?));
+    }
+    for (k, v) in ema {
+        tensors.push((format!("ema.{k}"), host(v)?));
+    }
+    for (k, v) in &adam.m {
+        tensors.push((format!("adam_m.{k}"), host(v)?));
+    }
+    for (k, v) in &adam.v {
+        tensors.push((format!("adam_v.{k}"), host(v)?));
+    }
+    let mut disc_t = 0;
+    if let Some(g) = gan {
+        disc_t = g.adam.t;
+        for (k, v) in values(&g.disc, &g.names) {
+            tensors.push((format!("disc.{k}"), host(&v)?));
+        }
+        for (k, v) in &g.adam.m {
+            tensors.push((format!("disc_adam_m.{k}"), host(v)?));
+        }
+        for (k, v) in &g.adam.v {
+            tensors.push((format!("disc_adam_v.{k}"), host(v)?));
+        }
+    }
+    let meta = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("step".to_string(), step.to_string()),
+        ("adam_t".to_string(), adam.t.to_string()),
+        ("adam_phase".to_string(), adam_phase.to_string()),
+        ("disc_adam_t".to_string(), disc_t.to_string()),
+        ("config".to_string(), cfg_text.to_string()),
+    ]);
+    let refs: Vec<(&str, &HostTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    write_tensors(path, &refs, Some(meta))
+}
+
+struct Restored {
+    step: u64,
+    model: BTreeMap<String, Tensor<1>>,
+    ema: BTreeMap<String, Tensor<1>>,
+    adam: AdamState,
+    adam_phase: u8,
+    disc: Option<BTreeMap<String, Tensor<1>>>,
+    disc_adam: AdamState,
+}
+
+fn load_checkpoint(path: &Path, cfg_text: &str, device: &Device) -> Result<Restored> {
+    let f = TensorFile::open(path)?;
+    let meta = f.metadata();
+    let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
+    if get("format") != FORMAT {
+        return Err(Error::CorruptWeights {
+            path: path.to_path_buf(),
+            message: "not a dcae training checkpoint".into(),
+        });
+    }
+    if get("config") != cfg_text {
+        return Err(Error::Input(format!(
+            "{} was written by a different run file; resume with the same config (or start a new out_dir)",
+            path.display()
+        )));
+    }
+    let num = |k: &str| -> Result<u64> {
+        get(k).parse().map_err(|_| Error::CorruptWeights {
+            path: path.to_path_buf(),
+            message: format!("metadata `{k}` missing or not a number"),
+        })
+    };
+    let mut r = Restored {
+        step: num("step")?,
+        model: BTreeMap::new(),
+        ema: BTreeMap::new(),
+        adam: AdamState {
+            t: num("adam_t")?,
+            ..Default::default()
+        },
+        adam_phase: num("adam_phase")? as u8,
+        disc: None,
+        disc_adam: AdamState {
+            t: num("disc_adam_t")?,
+            ..Default::default()
+        },
+    };
+    for key in f.keys() {
+        let t = device_tensor(&f.tensor(&key)?, device);
+        let (kind, name) = key.split_once('.').unwrap_or(("", key.as_str()));
+        let name = name.to_string();
+        match kind {
+            "model" => {
+                r.model.insert(name, t);
+            }
+            "ema" => {
+                r.ema.insert(name, t);
+            }
+            "adam_m" => {
+                r.adam.m.insert(name, t);
+            }
+            "adam_v" => {
+                r.adam.v.insert(name, t);
+            }
+            "disc" => {
+                r.disc.get_or_insert_with(BTreeMap::new).insert(name, t);
+            }
+            "disc_adam_m" => {
+                r.disc_adam.m.insert(name, t);
+            }
+            "disc_adam_v" => {
+                r.disc_adam.v.insert(name, t);
+            }
+            _ => {
+                return Err(Error::CorruptWeights {
+                    path: path.to_path_buf(),
+                    message: format!("unexpected tensor `{key}`"),
+                });
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Writes `dir/config.json` + `dir/diffusion_pytorch_model.safetensors` in the diffusers
+/// layout (fused qkv split back into to_q / to_k / to_v).
+pub fn export(
+    model: &AutoencoderDc,
+    names: &Names,
+    arch: &DcAeConfig,
+    dir: &Path,
+    dtype: &str,
+    lpips: &Option<LpipsSource>,
+    step: u64,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let shapes: HashMap<String, Vec<usize>> = shapes_of(model, names);
+    let mut out: Vec<(String, HostTensor)> = Vec::new();
+    for (k, v) in values(model, names) {
+        let mut t = host(&v)?;
+        t.shape = shapes.get(&k).cloned().unwrap_or(t.shape);
+        if let Some(prefix) = k.strip_suffix(".attn.qkv.weight") {
+            let rows = t.shape[0] / 3;
+            let per = t.data.len() / 3;
+            for (i, part) in ["to_q", "to_k", "to_v"].iter().enumerate() {
+                let mut shape = t.shape.clone();
+                shape[0] = rows;
+                out.push((
+                    format!("{prefix}.attn.{part}.weight"),
+                    HostTensor {
+                        shape,
+                        data: t.data[i * per..(i + 1) * per].to_vec(),
+                    },
+                ));
+            }
+        } else {
+            out.push((k, t));
+        }
+    }
+    let st_dtype = match dtype {
+        "f16" => safetensors::Dtype::F16,
+        "bf16" => safetensors::Dtype::BF16,
+        _ => safetensors::Dtype::F32,
+    };
+    let meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("dcae_train_step".to_string(), step.to_string()),
+        (
+            "dcae_perceptual".to_string(),
+            lpips
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none".into()),
+        ),
+    ]);
+    let refs: Vec<(&str, &HostTensor)> = out.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    write_tensors_as(
+        &dir.join("diffusion_pytorch_model.safetensors"),
+        &refs,
+        Some(meta),
+        st_dtype,
+    )?;
+    let json = serde_json::to_string_pretty(&arch.to_diffusers_json())
+        .map_err(|e| Error::Input(e.to_string()))?;
+    write_atomic(&dir.join("config.json"), json.as_bytes())
+}
+
+struct Shapes<'a> {
+    names: &'a Names,
+    out: HashMap<String, Vec<usize>>,
+}
+
+impl burn::module::ModuleVisitor for Shapes<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if let Some(n) = self.names.get(&param.id) {
+            self.out.insert(n.clone(), param.val().dims().to_vec());
+        }
+    }
+}
+
+fn shapes_of(model: &AutoencoderDc, names: &Names) -> HashMap<String, Vec<usize>> {
+    let mut s = Shapes {
+        names,
+        out: HashMap::new(),
+    };
+    model.visit(&mut s);
+    s.out
+}
+
+fn write_run_record(
+    cfg: &TrainConfig,
+    cfg_text: &str,
+    lpips: &Option<LpipsSource>,
+    stats: &[PhaseStats],
+    step: u64,
+) -> Result<()> {
+    let path = cfg.out_dir.join("run.json");
+    // Earlier sessions of a resumed run keep their entries.
+    let mut sessions: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("sessions").and_then(|s| s.as_array().cloned()))
+        .unwrap_or_default();
+    sessions.push(serde_json::json!({
+        "ended_at_step": step,
+        "phases": stats,
+    }));
+    let v = serde_json::json!({
+        "config": cfg_text,
+        "perceptual": lpips.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
+        "backend": cfg.backend,
+        "step": step,
+        "total_steps": cfg.total_steps(),
+        "sessions": sessions,
+    });
+    let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Input(e.to_string()))?;
+    write_atomic(&path, text.as_bytes())
+}
+
+struct CsvLog {
+    file: std::fs::File,
+}
+
+impl CsvLog {
+    fn open(path: &Path, header: &str) -> Result<Self> {
+        use std::io::Write;
+        let exists = path.exists();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        if !exists {
+            writeln!(file, "{header}").map_err(|e| Error::io(path, e))?;
+        }
+        Ok(Self { file })
+    }
+
+    fn row(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        writeln!(self.file, "{line}").map_err(|e| Error::io("log", e))
+    }
+}

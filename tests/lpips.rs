@@ -1,0 +1,79 @@
+//! LPIPS (shift-tolerant VGG16 from the `stlpips-pytorch` wheel) against distances computed by
+//! that package itself (`tests/tools/make_lpips_reference.py`, torch 2.15, CPU f32).
+//!
+//! Weights: `DCAE_LPIPS_WEIGHTS=<file>`, else `target/lpips/...` as fetched by
+//! `tools/fetch-lpips-weights.sh` (the README's test command runs it first).
+
+use std::path::PathBuf;
+
+use dcae::burn::tensor::{Device, Tensor, TensorData};
+use dcae::tensor_io::TensorFile;
+use dcae::train::lpips::{Lpips, LpipsVariant};
+
+fn weights() -> PathBuf {
+    if let Ok(p) = std::env::var("DCAE_LPIPS_WEIGHTS") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/lpips/stlpips_pytorch/weights/vST0.0/vgg_shift_tolerant.pth");
+    assert!(
+        p.is_file(),
+        "LPIPS weights missing at {}: run tools/fetch-lpips-weights.sh (or set DCAE_LPIPS_WEIGHTS)",
+        p.display()
+    );
+    p
+}
+
+fn t4(f: &TensorFile, key: &str, device: &Device) -> Tensor<4> {
+    let h = f.tensor(key).unwrap();
+    let s = &h.shape;
+    Tensor::from_data(TensorData::new(h.data, [s[0], s[1], s[2], s[3]]), device)
+}
+
+#[test]
+fn shift_tolerant_vgg_matches_the_reference_package() {
+    let device = Device::flex();
+    let (lpips, src) = Lpips::load(&[weights()], &device).unwrap();
+    assert_eq!(src.variant, LpipsVariant::VggShiftTolerant);
+    let f = TensorFile::open(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/lpips_stlpips_vgg.safetensors"),
+    )
+    .unwrap();
+    for case in ["64", "96x64"] {
+        let a = t4(&f, &format!("a{case}"), &device);
+        let b = t4(&f, &format!("b{case}"), &device);
+        let want = f.tensor(&format!("d{case}")).unwrap().data;
+        let got = lpips
+            .forward(a, b)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        println!("case {case}: ours {got:?} reference {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
+                "case {case}: {g} vs {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_files_are_clear_errors() {
+    let device = Device::flex();
+    let dir = std::env::temp_dir().join(format!("dcae-lpips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pth");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    let e = Lpips::load(&[junk], &device).unwrap_err().to_string();
+    assert!(e.contains("junk.pth"), "{e}");
+    let missing = dir.join("missing.pth");
+    let e = Lpips::load(&[missing], &device).unwrap_err().to_string();
+    assert!(e.contains("not found"), "{e}");
+    // The fixture file is a safetensors file without VGG weights.
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/lpips_stlpips_vgg.safetensors");
+    let e = Lpips::load(&[fixture], &device).unwrap_err().to_string();
+    assert!(e.contains("VGG16 convolutions"), "{e}");
+}

@@ -1,0 +1,349 @@
+//! Short training runs of every phase (tiny config, CPU), exact kill-and-resume, phase freezing,
+//! and the diffusers export loading back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dcae::tensor_io::TensorFile;
+use dcae::train::{Event, TrainConfig, train};
+use dcae::{DcAe, Precision};
+
+fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+fn lpips_weights() -> PathBuf {
+    std::env::var("DCAE_LPIPS_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/lpips/stlpips_pytorch/weights/vST0.0/vgg_shift_tolerant.pth")
+        })
+}
+
+/// A tiny run: default-small model, 64 px crops, batch 2, LPIPS + GAN on.
+fn run_file(dir: &Path, phases: &str, steps: [u64; 3], extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+out_dir = "{out}"
+seed = 3
+backend = "cpu"
+[model]
+preset = "default-small"
+{extra}
+[data]
+train = "{train}"
+val = "{val}"
+val_count = 1
+val_size = 64
+workers = 2
+[perceptual]
+weights = ["{lp}"]
+[schedule]
+phases = {phases}
+checkpoint_every = 2
+val_every = 100
+log_every = 1
+[phase1]
+steps = {s1}
+resolution = 64
+batch_size = 2
+lr = 1e-3
+warmup = 1
+weight_decay = 0.01
+grad_clip = 1.0
+ema_decay = 0.5
+perceptual_weight = 0.1
+trainable = ["all"]
+[phase2]
+steps = {s2}
+resolution = 64
+batch_size = 1
+lr = 1e-3
+weight_decay = 0.0
+grad_clip = 1.0
+ema_decay = 0.5
+perceptual_weight = 0.1
+trainable = ["encoder.project_out", "decoder.project_in"]
+[phase3]
+steps = {s3}
+resolution = 64
+batch_size = 2
+lr = 1e-3
+weight_decay = 0.0
+beta1 = 0.5
+beta2 = 0.9
+perceptual_weight = 0.1
+trainable = ["decoder.project_out"]
+gan_weight = 0.5
+adaptive_gan_weight = true
+disc_channels = 8
+disc_layers = 2
+"#,
+        out = dir.join("run").display(),
+        train = shared().join("train/sun_hays80").display(),
+        val = shared().join("val").display(),
+        lp = lpips_weights().display(),
+        s1 = steps[0],
+        s2 = steps[1],
+        s3 = steps[2],
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("run.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dcae-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    let f = TensorFile::open(path).unwrap();
+    f.keys()
+        .into_iter()
+        .map(|k| {
+            let t = f.tensor(&k).unwrap();
+            (k, t.data)
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn all_three_phases_run_freeze_and_export() {
+    let dir = tmp("phases");
+    let (cfg, text) = TrainConfig::from_file(&run_file(&dir, "[1, 2, 3]", [2, 2, 2], "")).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut phases = Vec::new();
+    let mut snapshots: BTreeMap<u64, BTreeMap<String, Vec<f32>>> = BTreeMap::new();
+    let ckpt = cfg.out_dir.join("checkpoint.safetensors");
+    let out = train(&cfg, &text, false, &stop, &mut |e| match e {
+        Event::Phase {
+            phase,
+            trainable_params,
+            total_params,
+            ..
+        } => phases.push((phase, trainable_params, total_params)),
+        Event::Checkpoint { step, .. } => {
+            snapshots.insert(step, tensors(&ckpt));
+        }
+        _ => {}
+    })
+    .unwrap();
+    assert_eq!(out.step, 6);
+    assert!(!out.interrupted);
+    assert_eq!(
+        phases.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(phases[0].1, phases[0].2, "phase 1 trains everything");
+    assert!(
+        phases[1].1 < phases[1].2 / 5,
+        "phase 2 trains only the latent-adjacent layers: {phases:?}"
+    );
+    assert!(
+        phases[2].1 < phases[2].2 / 5,
+        "phase 3 trains only the decoder head: {phases:?}"
+    );
+
+    // Phase 2 (steps 2..4): only encoder.conv_out / decoder.conv_in change, and only they get
+    // optimizer state. Phase 3 (4..6): only decoder.norm_out / conv_out.
+    for (from, to, allowed) in [
+        (
+            2u64,
+            4u64,
+            &["model.encoder.conv_out.", "model.decoder.conv_in."][..],
+        ),
+        (
+            4,
+            6,
+            &["model.decoder.norm_out.", "model.decoder.conv_out."][..],
+        ),
+    ] {
+        let (a, b) = (&snapshots[&from], &snapshots[&to]);
+        let mut changed = 0;
+        for (k, va) in a.iter().filter(|(k, _)| k.starts_with("model.")) {
+            let d = max_diff(va, &b[k]);
+            let may = allowed.iter().any(|p| k.starts_with(p));
+            if !may {
+                assert_eq!(d, 0.0, "{k} is frozen in steps {from}..{to} but changed");
+            } else if d > 0.0 {
+                changed += 1;
+            }
+        }
+        assert!(changed > 0, "nothing trained in steps {from}..{to}");
+        for k in b.keys().filter(|k| k.starts_with("adam_m.")) {
+            let name = k.trim_start_matches("adam_m.");
+            assert!(
+                allowed
+                    .iter()
+                    .any(|p| format!("model.{name}").starts_with(p)),
+                "optimizer state for frozen {name}"
+            );
+        }
+    }
+    assert!(
+        snapshots[&6].keys().any(|k| k.starts_with("disc.")),
+        "phase 3 checkpoints the discriminator"
+    );
+
+    // Logs, validation, samples, run record.
+    let log = std::fs::read_to_string(cfg.out_dir.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 1 + 6, "{log}");
+    let gan_rows: Vec<&str> = log.lines().skip(5).collect();
+    for r in gan_rows {
+        let cols: Vec<f64> = r.split(',').map(|c| c.parse().unwrap()).collect();
+        assert!(
+            cols[5] != 0.0 && cols[6] > 0.0,
+            "phase 3 logs GAN and disc losses: {r}"
+        );
+    }
+    let val = std::fs::read_to_string(cfg.out_dir.join("val.csv")).unwrap();
+    assert_eq!(
+        val.lines().count(),
+        1 + 3,
+        "one validation per phase end: {val}"
+    );
+    let run = std::fs::read_to_string(cfg.out_dir.join("run.json")).unwrap();
+    assert!(run.contains("shift-tolerant LPIPS VGG16"), "{run}");
+    assert!(
+        std::fs::read_dir(cfg.out_dir.join("samples"))
+            .unwrap()
+            .count()
+            >= 3
+    );
+
+    // The export is a diffusers folder our loader takes strictly, and it holds the EMA/final
+    // weights of the checkpoint.
+    let export = out.exported.unwrap();
+    let cfg_json = std::fs::read_to_string(export.join("config.json")).unwrap();
+    assert!(cfg_json.contains("\"_class_name\": \"AutoencoderDC\""));
+    let m = DcAe::load(&export, &dcae::burn::tensor::Device::flex(), Precision::F32).unwrap();
+    assert_eq!(m.config, dcae::DcAeConfig::default_small());
+    let exported = tensors(&export.join("diffusion_pytorch_model.safetensors"));
+    assert!(
+        exported.keys().any(|k| k.ends_with("attn.to_q.weight")),
+        "qkv split into diffusers keys"
+    );
+    let last = &snapshots[&6];
+    let w = "decoder.conv_out.conv.weight";
+    if let (Some(a), Some(b)) = (exported.get(w), last.get(&format!("model.{w}"))) {
+        assert_eq!(max_diff(a, b), 0.0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Stopping after any step and resuming gives bit-for-bit the run that never stopped.
+#[test]
+fn kill_and_resume_continues_exactly() {
+    let steps = [3, 2, 2];
+    let full_dir = tmp("full");
+    let (cfg, text) = TrainConfig::from_file(&run_file(&full_dir, "[1, 2, 3]", steps, "")).unwrap();
+    let out = train(&cfg, &text, false, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let want = tensors(
+        &out.exported
+            .unwrap()
+            .join("diffusion_pytorch_model.safetensors"),
+    );
+
+    // Stop inside phase 1 (after step 2) and inside phase 3 (after step 6).
+    let dir = tmp("resumed");
+    let (cfg, text) = TrainConfig::from_file(&run_file(&dir, "[1, 2, 3]", steps, "")).unwrap();
+    for stop_at in [2u64, 6] {
+        let stop = AtomicBool::new(false);
+        let resume = cfg.out_dir.join("checkpoint.safetensors").exists();
+        let out = train(&cfg, &text, resume, &stop, &mut |e| {
+            if let Event::Step { step, .. } = e
+                && step == stop_at
+            {
+                stop.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+        assert!(out.interrupted);
+        assert_eq!(out.step, stop_at);
+    }
+    // A fresh start over an existing run is refused; a resume finishes it.
+    assert!(train(&cfg, &text, false, &AtomicBool::new(false), &mut |_| {}).is_err());
+    let out = train(&cfg, &text, true, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(out.step, 7);
+    let got = tensors(
+        &out.exported
+            .unwrap()
+            .join("diffusion_pytorch_model.safetensors"),
+    );
+    assert_eq!(got.len(), want.len());
+    let worst = want
+        .iter()
+        .map(|(k, w)| max_diff(w, &got[k]))
+        .fold(0.0, f32::max);
+    println!("resumed vs uninterrupted: worst max|diff| {worst:e}");
+    assert!(worst <= 1e-6, "resumed run differs by {worst}");
+
+    // Resuming with a different run file is refused.
+    let other = run_file(&dir, "[1, 2, 3]", [3, 2, 3], "");
+    let (cfg2, text2) = TrainConfig::from_file(&other).unwrap();
+    let e = train(&cfg2, &text2, true, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("different run file"), "{e}");
+    let _ = std::fs::remove_dir_all(&full_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_run_files_are_clear_errors() {
+    let dir = tmp("bad");
+    let p = run_file(&dir, "[1]", [1, 1, 1], "");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let cases = [
+        (
+            text.replace(
+                "resolution = 64\nbatch_size = 2\nlr = 1e-3\nwarmup",
+                "resolution = 48\nbatch_size = 2\nlr = 1e-3\nwarmup",
+            ),
+            "not a multiple",
+        ),
+        (
+            text.replace("trainable = [\"all\"]", "trainable = [\"encoder.nope\"]"),
+            "matches no parameter",
+        ),
+        (text.replace("phases = [1]", "phases = [4]"), "not a phase"),
+        (text.replace("[schedule]", "typo = 1\n[schedule]"), "typo"),
+        (
+            text.replace("sun_hays80", "no_such_folder"),
+            "does not exist",
+        ),
+        (
+            text.replace("vgg_shift_tolerant.pth", "missing.pth"),
+            "not found",
+        ),
+    ];
+    for (i, (t, want)) in cases.iter().enumerate() {
+        let p = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&p, t).unwrap();
+        let e = match TrainConfig::from_file(&p) {
+            Err(e) => e.to_string(),
+            Ok((cfg, text)) => {
+                let cfg = TrainConfig {
+                    out_dir: dir.join(format!("out{i}")),
+                    ..cfg
+                };
+                train(&cfg, &text, false, &AtomicBool::new(false), &mut |_| {})
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            }
+        };
+        assert!(e.contains(want), "case {i}: `{e}` lacks `{want}`");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
