@@ -1,6 +1,7 @@
 //! `dcae`: encode, decode, reconstruct and benchmark DC-AE models from the command line.
 
 mod bench;
+mod sample;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,8 @@ enum Cmd {
     },
     /// Time encode and decode per image size and report peak memory, as a table.
     Bench(bench::BenchArgs),
+    /// Class-conditional sampling with a UViT / DiT / USiT model, decoded to a PNG grid.
+    Sample(sample::SampleArgs),
     /// Show the device a backend picks and which precisions it supports.
     Info {
         #[arg(long, default_value = "wgpu")]
@@ -152,6 +155,7 @@ fn main() {
             fit,
         } => reconstruct(&common, &image, &output, fit),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Sample(args) => sample::run(&args),
         Cmd::Info { backend } => info(backend),
     };
     if let Err(e) = result {

@@ -142,8 +142,8 @@ pub struct DiffusionConfig {
     pub model_name: Option<String>,
     /// The autoencoder the latents belong to (official models: a DC-AE preset name).
     pub autoencoder: Option<String>,
-    /// Latents are `AE.encode(x) * scaling_factor`.
-    pub scaling_factor: f64,
+    /// Latents are `AE.encode(x) * scaling_factor` (None: take the autoencoder's).
+    pub scaling_factor: Option<f64>,
     pub default_sampler: SamplerKind,
     pub default_steps: usize,
     /// The CFG scale the README uses for FID.
@@ -209,7 +209,7 @@ impl DiffusionConfig {
             arch,
             model_name: Some(name.to_string()),
             autoencoder: Some(ae.to_string()),
-            scaling_factor: sf,
+            scaling_factor: Some(sf),
             default_sampler: sampler,
             default_steps: steps,
             default_cfg: cfg,
@@ -243,7 +243,7 @@ impl DiffusionConfig {
             arch,
             model_name: None,
             autoencoder: None,
-            scaling_factor: 1.0,
+            scaling_factor: None,
             default_sampler: sampler,
             default_steps: steps,
             default_cfg: cfg,
@@ -275,7 +275,7 @@ impl DiffusionConfig {
             .ok_or_else(|| cfg_err(format!("kind `{kind}` needs `model_config`")))?;
         let mut c = Self::explicit(kind, mc)?;
         if let Some(s) = v.get("scaling_factor").and_then(|s| s.as_f64()) {
-            c.scaling_factor = s;
+            c.scaling_factor = Some(s);
         }
         if let Some(a) = v.get("autoencoder").and_then(|s| s.as_str()) {
             c.autoencoder = Some(a.to_string());
