@@ -468,3 +468,142 @@ fn fixture_configs_parse() {
         }
     }
 }
+
+/// The uvit-tiny case folder, found by its config (`fixture: uvit-tiny`).
+fn case_by_fixture(name: &str) -> Option<std::path::PathBuf> {
+    case_dirs(&root()).into_iter().find(|d| {
+        std::fs::read_to_string(d.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|c| c["fixture"] == name)
+    })
+}
+
+/// Re-serialises `src` with every key renamed by `rename` (None drops it) plus `extra` tensors.
+fn rewrite(src: &Path, dst: &Path, rename: &dyn Fn(&str) -> Option<String>, extra: &[(&str, Vec<f32>)]) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            rename(&k).map(|n| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        })
+        .collect();
+    for (k, v) in extra {
+        owned.push((
+            k.to_string(),
+            Dtype::F32,
+            vec![v.len()],
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+        .iter()
+        .map(|(k, d, s, b)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(dst, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// Official single-file layout (`diffusion_model.` + `autoencoder.`), training-EMA layout
+/// (`uvit.`), and the strict-key errors: missing, unexpected, stray prefix, wrong shape.
+#[test]
+fn checkpoint_layouts_and_strict_keys() {
+    let Some(dir) = case_by_fixture("uvit-tiny") else {
+        panic!("no uvit-tiny case under {}", root().display());
+    };
+    let dev = Device::flex();
+    let cfg = DiffusionConfig::from_file(&dir.join("config.json")).unwrap();
+    let plain = dir.join("model.safetensors");
+    let tmp = std::env::temp_dir().join(format!("dcae-diff-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let load = |p: &Path| DiffusionModel::load_file(cfg.clone(), p, &dev, Precision::F32);
+    let run = |m: &DiffusionModel| {
+        let x = Tensor::<4>::from_data(TensorData::new(vec![0.1f32; 2 * 32 * 64], [2, 32, 8, 8]), &dev);
+        m.forward(x, &[500.0, 10.0], &[3, 1000], &mut Taps::off())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let reference = run(&load(&plain).unwrap());
+
+    let hf = tmp.join("hf.safetensors");
+    rewrite(
+        &plain,
+        &hf,
+        &|k| Some(format!("diffusion_model.{k}")),
+        &[("autoencoder.decoder.conv_in.bias", vec![0.0; 4])],
+    );
+    assert_eq!(run(&load(&hf).unwrap()), reference, "diffusion_model. prefix");
+    assert!(DiffusionModel::file_has_autoencoder(&hf).unwrap());
+
+    let ema = tmp.join("ema.safetensors");
+    rewrite(&plain, &ema, &|k| Some(format!("uvit.{k}")), &[]);
+    assert_eq!(run(&load(&ema).unwrap()), reference, "uvit. prefix");
+
+    let missing = tmp.join("missing.safetensors");
+    rewrite(&plain, &missing, &|k| (k != "norm.bias").then(|| k.to_string()), &[]);
+    let e = load(&missing).unwrap_err().to_string();
+    assert!(e.contains("missing weight `norm.bias`"), "{e}");
+
+    let extra = tmp.join("extra.safetensors");
+    rewrite(&plain, &extra, &|k| Some(k.to_string()), &[("final_layer.weight", vec![1.0])]);
+    let e = load(&extra).unwrap_err().to_string();
+    assert!(e.contains("unexpected") && e.contains("final_layer.weight"), "{e}");
+
+    let stray = tmp.join("stray.safetensors");
+    rewrite(
+        &plain,
+        &stray,
+        &|k| Some(format!("diffusion_model.{k}")),
+        &[("ema_decay", vec![0.9999])],
+    );
+    let e = load(&stray).unwrap_err().to_string();
+    assert!(e.contains("ema_decay"), "{e}");
+
+    // A config that does not match the weights (hidden 64 in the file).
+    let mut wrong = cfg.clone();
+    if let dcae::diffusion::Arch::UViT(u) = &mut wrong.arch {
+        u.num_heads = 4;
+        u.hidden_size = 128;
+    }
+    let e = DiffusionModel::load_file(wrong, &plain, &dev, Precision::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shape"), "{e}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// One seed, one image on every backend: the same sampling run with the uvit-tiny network on
+/// CPU and wgpu (noise from the host Philox stream, sampler on the host) agrees to float
+/// rounding of the network.
+#[test]
+fn same_seed_same_latent_on_cpu_and_wgpu() {
+    let Some(dir) = case_by_fixture("uvit-tiny") else {
+        panic!("no uvit-tiny case under {}", root().display());
+    };
+    let wgpu = dcae::Backend::Wgpu.device().unwrap_or_else(|e| panic!("{e}"));
+    let settings = dcae::diffusion::SampleSettings {
+        sampler: dcae::diffusion::SamplerKind::DpmSolver,
+        steps: 3,
+        cfg: 4.0,
+        seed: 42,
+        labels: vec![207, 1],
+        null_class: 1000,
+    };
+    let mut out = Vec::new();
+    for dev in [Device::flex(), wgpu] {
+        let mut m = DiffusionModel::load(&dir, &dev, Precision::F32).unwrap();
+        let (fam, chw) = (m.config.family, m.config.latent_chw());
+        out.push(dcae::diffusion::generate(&mut m, fam, chw, &settings, &mut |_| {}).unwrap());
+    }
+    let d = Diff::of(&out[1], &out[0]);
+    println!("cpu vs wgpu, 3 DPM-Solver steps: max|diff| {:.2e} (max {:.2})", d.max_abs, d.max_ref);
+    assert!(d.max_abs < 1e-3 * d.max_ref.max(1.0), "{d:?}");
+}

@@ -1,6 +1,7 @@
 //! `dcae`: encode, decode, reconstruct and benchmark DC-AE models from the command line.
 
 mod bench;
+mod bench_diffusion;
 mod sample;
 
 use std::collections::HashMap;

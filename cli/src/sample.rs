@@ -210,9 +210,11 @@ pub fn run(a: &SampleArgs) -> Result<()> {
                 .map(|c| resolve_class(c, &table))
                 .collect::<Result<Vec<_>>>()?;
             let n = classes.len();
+            // Absolute paths, so `--from` works from any directory.
+            let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
             Settings {
-                model,
-                autoencoder: a.autoencoder.clone(),
+                model: abs(&model),
+                autoencoder: a.autoencoder.as_deref().map(abs),
                 classes,
                 seed: a.seed,
                 steps: a.steps.unwrap_or(cfg.default_steps),
