@@ -57,8 +57,11 @@ struct Report {
 impl Report {
     fn check(&mut self, key: &str, got: &[f32], want: &[f32], atol: f64) {
         if got.len() != want.len() {
-            self.failures
-                .push(format!("{key}: {} values, expected {}", got.len(), want.len()));
+            self.failures.push(format!(
+                "{key}: {} values, expected {}",
+                got.len(),
+                want.len()
+            ));
             return;
         }
         let d = Diff::of(got, want);
@@ -72,7 +75,12 @@ impl Report {
         let is_state = !["tau", "nfe", "grid", "betas", "update_t"]
             .iter()
             .any(|t| key.contains(t));
-        if is_state && self.worst.as_ref().is_none_or(|(_, w)| d.max_abs > w.max_abs) {
+        if is_state
+            && self
+                .worst
+                .as_ref()
+                .is_none_or(|(_, w)| d.max_abs > w.max_abs)
+        {
             self.worst = Some((key.to_string(), d));
         }
     }
@@ -99,14 +107,20 @@ fn model_case(dir: &Path, cfg: &serde_json::Value, device: &Device) -> Report {
     let x = inputs.tensor("x").unwrap();
     let inp = dir.join("inputs.safetensors");
     let (tau, labels): (Vec<f32>, Vec<i64>) = match kind {
-        "uvit" => (inputs.tensor("timesteps").unwrap().data, read_ints(&inp, "y")),
+        "uvit" => (
+            inputs.tensor("timesteps").unwrap().data,
+            read_ints(&inp, "y"),
+        ),
         _ => (
             read_ints(&inp, "t").iter().map(|&t| t as f32).collect(),
             read_ints(&inp, "y"),
         ),
     };
     let s = &x.shape;
-    let xt = Tensor::<4>::from_data(TensorData::new(x.data.clone(), [s[0], s[1], s[2], s[3]]), device);
+    let xt = Tensor::<4>::from_data(
+        TensorData::new(x.data.clone(), [s[0], s[1], s[2], s[3]]),
+        device,
+    );
     let mut taps = Taps::on();
     let out = match model.forward(xt, &tau, &labels, &mut taps) {
         Ok(o) => o,
@@ -171,10 +185,7 @@ impl sampler::Denoiser for StandIn {
                     .map(|(&xv, &ev)| self.a * xv + coef * ev),
             );
             if self.variance {
-                out.extend(
-                    xr.iter()
-                        .map(|&xv| 0.5 * xv.tanh() + 0.4 * (1.0 - 2.0 * s)),
-                );
+                out.extend(xr.iter().map(|&xv| 0.5 * xv.tanh() + 0.4 * (1.0 - 2.0 * s)));
             }
         }
         Ok(out)
@@ -232,17 +243,37 @@ fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
                 rep.check(&format!("{p}t_grid"), &grid, &want("t_grid"), 2e-7);
                 let starts: Vec<f32> = plan.iter().map(|u| u.s as f32).collect();
                 let ends: Vec<f32> = plan.iter().map(|u| u.t as f32).collect();
-                rep.check(&format!("{p}update_t_start"), &starts, &want("update_t_start"), 1e-7);
-                rep.check(&format!("{p}update_t_end"), &ends, &want("update_t_end"), 1e-7);
+                rep.check(
+                    &format!("{p}update_t_start"),
+                    &starts,
+                    &want("update_t_start"),
+                    1e-7,
+                );
+                rep.check(
+                    &format!("{p}update_t_end"),
+                    &ends,
+                    &want("update_t_end"),
+                    1e-7,
+                );
                 let orders: Vec<i64> = plan.iter().map(|u| u.order as i64).collect();
-                let want_orders =
-                    read_ints(&dir.join("expected.safetensors"), &format!("{p}update_order"));
+                let want_orders = read_ints(
+                    &dir.join("expected.safetensors"),
+                    &format!("{p}update_order"),
+                );
                 if orders != want_orders {
-                    rep.failures
-                        .push(format!("{p}update_order: {orders:?}, expected {want_orders:?}"));
+                    rep.failures.push(format!(
+                        "{p}update_order: {orders:?}, expected {want_orders:?}"
+                    ));
                 }
                 let x_t = inputs.tensor("x_T").unwrap().data;
-                let r = sampler::uvit_dpm_solver(&mut net, &cond, x_t, n, Some(&mut rec), &mut no_progress);
+                let r = sampler::uvit_dpm_solver(
+                    &mut net,
+                    &cond,
+                    x_t,
+                    n,
+                    Some(&mut rec),
+                    &mut no_progress,
+                );
                 // One doubled call per evaluation here; the reference calls cond then uncond.
                 let taus = want("nfe_model_tau");
                 let first: Vec<f32> = taus.chunks(b).map(|c| c[0]).collect();
@@ -265,15 +296,27 @@ fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
                     }
                 };
                 let x0 = inputs.tensor("x_0_noise").unwrap().data;
-                let r = sampler::sit_ode(&mut net, &cond, x0, n, method, Some(&mut rec), &mut no_progress);
+                let r = sampler::sit_ode(
+                    &mut net,
+                    &cond,
+                    x0,
+                    n,
+                    method,
+                    Some(&mut rec),
+                    &mut no_progress,
+                );
                 let nfe = want("nfe_t");
                 if std::env::var_os("DCAE_DEBUG_NFE").is_some() {
                     println!("ours {:?}\nref  {:?}", rec.nfe_tau, nfe);
-            }
+                }
                 // dopri5's step sizes go through the error estimate, a sum of cancelling f32
                 // terms whose rounding depends on the summation order: the accepted times may
                 // drift by ~1e-5 (observed) while the same steps are taken; rtol bounds it.
-                let t_tol = if which == "usit_ode_heun2" { 1e-6 } else { 1e-3 };
+                let t_tol = if which == "usit_ode_heun2" {
+                    1e-6
+                } else {
+                    1e-3
+                };
                 if rec.nfe_tau.len() == nfe.len() {
                     rep.check(&format!("{p}nfe_t"), &rec.nfe_tau, &nfe, t_tol);
                 } else if which == "usit_ode_heun2" {
@@ -296,14 +339,21 @@ fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
             "dit_ddpm" | "dit_ddim" => {
                 let gd = GaussianDiffusion::linear_respaced(n);
                 let map: Vec<i64> = gd.timestep_map.iter().map(|&t| t as i64).collect();
-                let want_map =
-                    read_ints(&dir.join("expected.safetensors"), &format!("{p}timestep_map"));
+                let want_map = read_ints(
+                    &dir.join("expected.safetensors"),
+                    &format!("{p}timestep_map"),
+                );
                 if map != want_map {
                     rep.failures
                         .push(format!("{p}timestep_map: {map:?}, expected {want_map:?}"));
                 }
                 let betas: Vec<f32> = gd.betas.iter().map(|&v| v as f32).collect();
-                rep.check(&format!("{p}betas_respaced"), &betas, &want("betas_respaced"), 1e-9);
+                rep.check(
+                    &format!("{p}betas_respaced"),
+                    &betas,
+                    &want("betas_respaced"),
+                    1e-9,
+                );
                 let x_t = inputs.tensor("x_T").unwrap().data;
                 let noise = if which == "dit_ddpm" {
                     Some(inputs.tensor(&format!("{p}step_noise")).unwrap().data)
@@ -352,7 +402,12 @@ fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
         };
         match result {
             Ok(fin) => {
-                rep.check(&format!("{p}latents"), &rec.latents.concat(), &want("latents"), atol);
+                rep.check(
+                    &format!("{p}latents"),
+                    &rec.latents.concat(),
+                    &want("latents"),
+                    atol,
+                );
                 // Step by step: the first wrong step names the wrong coefficient.
                 let w = want("latents");
                 let sz = rec.latents.first().map_or(0, Vec::len);
@@ -361,7 +416,8 @@ fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
                         && (k + 1) * sz <= w.len()
                         && Diff::of(&rec.latents[k], &w[k * sz..(k + 1) * sz]).max_abs > atol
                 }) {
-                    rep.failures.push(format!("{p}latents: first bad state {k}"));
+                    rep.failures
+                        .push(format!("{p}latents: first bad state {k}"));
                 }
                 rep.check(&format!("{p}final"), &fin, &want("final"), atol);
             }
@@ -403,7 +459,9 @@ fn run_all(device: &Device, label: &str, models_only: bool) {
             "sampler_trace" => {
                 let which = cfg["sampler"].as_str().unwrap_or(name);
                 if !SAMPLERS.contains(&which) {
-                    println!("[{label}] skip {name}: sampler `{which}` is not in scope (Sana samplers: later issue)");
+                    println!(
+                        "[{label}] skip {name}: sampler `{which}` is not in scope (Sana samplers: later issue)"
+                    );
                     continue;
                 }
                 if models_only {
@@ -412,7 +470,9 @@ fn run_all(device: &Device, label: &str, models_only: bool) {
                 sampler_case(dir, &cfg, which)
             }
             other => {
-                println!("[{label}] skip {name}: kind `{other}` is not a class-conditional case (Sana/Gemma: later issue)");
+                println!(
+                    "[{label}] skip {name}: kind `{other}` is not a class-conditional case (Sana/Gemma: later issue)"
+                );
                 continue;
             }
         };
@@ -420,11 +480,20 @@ fn run_all(device: &Device, label: &str, models_only: bool) {
         let worst = rep
             .worst
             .as_ref()
-            .map(|(k, d)| format!("worst {k} max|err| {:.2e} (max|ref| {:.2})", d.max_abs, d.max_ref))
+            .map(|(k, d)| {
+                format!(
+                    "worst {k} max|err| {:.2e} (max|ref| {:.2})",
+                    d.max_abs, d.max_ref
+                )
+            })
             .unwrap_or_default();
         println!(
             "[{label}] {name} ({kind}): {} in {:.2}s; {worst}",
-            if rep.failures.is_empty() { "ok" } else { "FAIL" },
+            if rep.failures.is_empty() {
+                "ok"
+            } else {
+                "FAIL"
+            },
             t0.elapsed().as_secs_f64()
         );
         for n in &rep.notes {
@@ -437,7 +506,11 @@ fn run_all(device: &Device, label: &str, models_only: bool) {
             failed.push(name.to_string());
         }
     }
-    assert!(ran > 0, "no class-conditional diffusion case found under {}", root.display());
+    assert!(
+        ran > 0,
+        "no class-conditional diffusion case found under {}",
+        root.display()
+    );
     assert!(failed.is_empty(), "failed cases: {failed:?}");
 }
 
@@ -480,7 +553,12 @@ fn case_by_fixture(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Re-serialises `src` with every key renamed by `rename` (None drops it) plus `extra` tensors.
-fn rewrite(src: &Path, dst: &Path, rename: &dyn Fn(&str) -> Option<String>, extra: &[(&str, Vec<f32>)]) {
+fn rewrite(
+    src: &Path,
+    dst: &Path,
+    rename: &dyn Fn(&str) -> Option<String>,
+    extra: &[(&str, Vec<f32>)],
+) {
     let bytes = std::fs::read(src).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
@@ -524,7 +602,10 @@ fn checkpoint_layouts_and_strict_keys() {
     std::fs::create_dir_all(&tmp).unwrap();
     let load = |p: &Path| DiffusionModel::load_file(cfg.clone(), p, &dev, Precision::F32);
     let run = |m: &DiffusionModel| {
-        let x = Tensor::<4>::from_data(TensorData::new(vec![0.1f32; 2 * 32 * 64], [2, 32, 8, 8]), &dev);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![0.1f32; 2 * 32 * 64], [2, 32, 8, 8]),
+            &dev,
+        );
         m.forward(x, &[500.0, 10.0], &[3, 1000], &mut Taps::off())
             .unwrap()
             .into_data()
@@ -540,7 +621,11 @@ fn checkpoint_layouts_and_strict_keys() {
         &|k| Some(format!("diffusion_model.{k}")),
         &[("autoencoder.decoder.conv_in.bias", vec![0.0; 4])],
     );
-    assert_eq!(run(&load(&hf).unwrap()), reference, "diffusion_model. prefix");
+    assert_eq!(
+        run(&load(&hf).unwrap()),
+        reference,
+        "diffusion_model. prefix"
+    );
     assert!(DiffusionModel::file_has_autoencoder(&hf).unwrap());
 
     let ema = tmp.join("ema.safetensors");
@@ -548,14 +633,27 @@ fn checkpoint_layouts_and_strict_keys() {
     assert_eq!(run(&load(&ema).unwrap()), reference, "uvit. prefix");
 
     let missing = tmp.join("missing.safetensors");
-    rewrite(&plain, &missing, &|k| (k != "norm.bias").then(|| k.to_string()), &[]);
+    rewrite(
+        &plain,
+        &missing,
+        &|k| (k != "norm.bias").then(|| k.to_string()),
+        &[],
+    );
     let e = load(&missing).unwrap_err().to_string();
     assert!(e.contains("missing weight `norm.bias`"), "{e}");
 
     let extra = tmp.join("extra.safetensors");
-    rewrite(&plain, &extra, &|k| Some(k.to_string()), &[("final_layer.weight", vec![1.0])]);
+    rewrite(
+        &plain,
+        &extra,
+        &|k| Some(k.to_string()),
+        &[("final_layer.weight", vec![1.0])],
+    );
     let e = load(&extra).unwrap_err().to_string();
-    assert!(e.contains("unexpected") && e.contains("final_layer.weight"), "{e}");
+    assert!(
+        e.contains("unexpected") && e.contains("final_layer.weight"),
+        "{e}"
+    );
 
     let stray = tmp.join("stray.safetensors");
     rewrite(
@@ -588,7 +686,9 @@ fn same_seed_same_latent_on_cpu_and_wgpu() {
     let Some(dir) = case_by_fixture("uvit-tiny") else {
         panic!("no uvit-tiny case under {}", root().display());
     };
-    let wgpu = dcae::Backend::Wgpu.device().unwrap_or_else(|e| panic!("{e}"));
+    let wgpu = dcae::Backend::Wgpu
+        .device()
+        .unwrap_or_else(|e| panic!("{e}"));
     let settings = dcae::diffusion::SampleSettings {
         sampler: dcae::diffusion::SamplerKind::DpmSolver,
         steps: 3,
@@ -604,6 +704,59 @@ fn same_seed_same_latent_on_cpu_and_wgpu() {
         out.push(dcae::diffusion::generate(&mut m, fam, chw, &settings, &mut |_| {}).unwrap());
     }
     let d = Diff::of(&out[1], &out[0]);
-    println!("cpu vs wgpu, 3 DPM-Solver steps: max|diff| {:.2e} (max {:.2})", d.max_abs, d.max_ref);
+    println!(
+        "cpu vs wgpu, 3 DPM-Solver steps: max|diff| {:.2e} (max {:.2})",
+        d.max_abs, d.max_ref
+    );
     assert!(d.max_abs < 1e-3 * d.max_ref.max(1.0), "{d:?}");
+}
+
+/// Every sampler drives a real (tiny) network end to end through `generate`: DiT with DDPM and
+/// DDIM, the UViT network as USiT with both ODE solvers; deterministic per seed; a sampler of
+/// the wrong family is refused.
+#[test]
+fn every_sampler_runs_on_the_tiny_networks() {
+    use dcae::diffusion::{Family, SampleSettings, SamplerKind, generate};
+    let dev = Device::flex();
+    let dit_dir = case_by_fixture("dit-tiny").expect("dit-tiny case");
+    let uvit_dir = case_by_fixture("uvit-tiny").expect("uvit-tiny case");
+    let mut dit = DiffusionModel::load(&dit_dir, &dev, Precision::F32).unwrap();
+    let mut usit = DiffusionModel::load(&uvit_dir, &dev, Precision::F32).unwrap();
+    usit.config.family = Family::USiT;
+    let settings = |sampler, steps| SampleSettings {
+        sampler,
+        steps,
+        cfg: 1.5,
+        seed: 7,
+        labels: vec![1, 2],
+        null_class: 1000,
+    };
+    for (is_dit, kind, steps) in [
+        (true, SamplerKind::Ddpm, 4),
+        (true, SamplerKind::Ddim, 4),
+        (false, SamplerKind::Heun2, 3),
+        (false, SamplerKind::Dopri5, 3),
+    ] {
+        let m = if is_dit { &mut dit } else { &mut usit };
+        let (fam, chw) = (m.config.family, m.config.latent_chw());
+        let s = settings(kind, steps);
+        let a = generate(m, fam, chw, &s, &mut |_| {}).unwrap();
+        let b = generate(m, fam, chw, &s, &mut |_| {}).unwrap();
+        assert_eq!(a.len(), 2 * chw.iter().product::<usize>());
+        assert!(a.iter().all(|v| v.is_finite()), "{kind:?}");
+        assert_eq!(a, b, "{kind:?} is not deterministic");
+        let other = generate(m, fam, chw, &SampleSettings { seed: 8, ..s }, &mut |_| {}).unwrap();
+        assert_ne!(a, other, "{kind:?} ignores the seed");
+    }
+    let (fam, chw) = (dit.config.family, dit.config.latent_chw());
+    let e = generate(
+        &mut dit,
+        fam,
+        chw,
+        &settings(SamplerKind::DpmSolver, 3),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("does not fit"), "{e}");
 }

@@ -38,7 +38,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One denoising step = one network evaluation on the CFG-doubled batch (2 x `batch` rows).
-pub fn run(backend: Backend, precision: Precision, runs: usize, batch: usize, as_json: bool) -> Result<()> {
+pub fn run(
+    backend: Backend,
+    precision: Precision,
+    runs: usize,
+    batch: usize,
+    as_json: bool,
+) -> Result<()> {
     let device: Device = backend.device()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !as_json {
@@ -105,7 +111,9 @@ pub fn run(backend: Backend, precision: Precision, runs: usize, batch: usize, as
     if as_json {
         println!("{}", json!({"speedup_f64_vs_sdvae": ratio}));
     } else {
-        println!("speed-up of DC-AE-f64 p1 over SD-VAE-f8 p2: {ratio:.1}x (paper: 19.1x on H100, TensorRT)");
+        println!(
+            "speed-up of DC-AE-f64 p1 over SD-VAE-f8 p2: {ratio:.1}x (paper: 19.1x on H100, TensorRT)"
+        );
     }
     Ok(())
 }

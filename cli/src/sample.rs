@@ -154,7 +154,7 @@ fn resolve_class(arg: &str, table: &[Vec<String>]) -> Result<i64> {
         return Ok(id);
     }
     let q = arg.trim().to_lowercase().replace('_', " ");
-    if let Some(i) = table.iter().position(|syn| syn.iter().any(|s| *s == q)) {
+    if let Some(i) = table.iter().position(|syn| syn.contains(&q)) {
         return Ok(i as i64);
     }
     let hits: Vec<usize> = (0..table.len())
@@ -324,8 +324,9 @@ fn load_autoencoder(
     }
     let weights = s.model.join("model.safetensors");
     if DiffusionModel::file_has_autoencoder(&weights)? {
-        let cfg = dcae::diffusion::autoencoder_preset(&net.config)
-            .context("model.safetensors holds `autoencoder.` weights but the config names no DC-AE preset")??;
+        let cfg = dcae::diffusion::autoencoder_preset(&net.config).context(
+            "model.safetensors holds `autoencoder.` weights but the config names no DC-AE preset",
+        )??;
         let mut store = WeightStore::from_file_prefixed(&weights, "autoencoder.", None)?;
         let model = DcAe::from_store(cfg.clone(), &mut store, device, s.precision)?;
         store.finish()?;

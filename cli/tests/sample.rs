@@ -46,7 +46,10 @@ fn fails_with(o: &Output, needle: &str) {
     assert!(!o.status.success(), "expected failure:\n{err}");
     assert!(!err.contains("panicked"), "panic:\n{err}");
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or("");
-    assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
+    assert!(
+        line.contains(needle),
+        "error line {line:?} lacks {needle:?}"
+    );
 }
 
 /// Writes a random UViT in the reference `state_dict` layout (keys of efficientvit's UViT,
@@ -67,7 +70,11 @@ fn write_random_uvit(dir: &Path, c: usize, s: usize, d: usize, heads: usize) {
     let mut t: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut add = |k: &str, shape: Vec<usize>, off: f32| {
         let n = shape.iter().product::<usize>();
-        let fan = if shape.len() > 1 { shape[1..].iter().product::<usize>() } else { d };
+        let fan = if shape.len() > 1 {
+            shape[1..].iter().product::<usize>()
+        } else {
+            d
+        };
         let data = rnd(n, 1.0 / (fan as f32).sqrt(), off);
         t.push((k.to_string(), shape, data));
     };
@@ -75,7 +82,11 @@ fn write_random_uvit(dir: &Path, c: usize, s: usize, d: usize, heads: usize) {
     add("patch_embed.proj.bias", vec![d], 0.0);
     add("pos_embed", vec![1, 2 + s * s, d], 0.0);
     add("label_emb.embedding_table.weight", vec![1001, d], 0.0);
-    for (blk, skip) in [("in_blocks.0", false), ("mid_block", false), ("out_blocks.0", true)] {
+    for (blk, skip) in [
+        ("in_blocks.0", false),
+        ("mid_block", false),
+        ("out_blocks.0", true),
+    ] {
         for n in ["norm1", "norm2"] {
             add(&format!("{blk}.{n}.weight"), vec![d], 1.0);
             add(&format!("{blk}.{n}.bias"), vec![d], 0.0);
@@ -98,7 +109,12 @@ fn write_random_uvit(dir: &Path, c: usize, s: usize, d: usize, heads: usize) {
     add("decoder_pred.bias", vec![c], 0.0);
     let views: Vec<(String, TensorView)> = t
         .iter()
-        .map(|(k, s, b)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
@@ -129,20 +145,58 @@ fn sample_decode_png_and_reproduce_from_metadata() {
     let a = d.join("a.png");
     let m = model.to_str().unwrap();
     let o = dcae(&[
-        "sample", "--model", m, "--class", "207", "tabby cat", "--seed", "3", "--steps", "4",
-        "--cfg", "3", "--backend", "cpu", "-o", a.to_str().unwrap(),
+        "sample",
+        "--model",
+        m,
+        "--class",
+        "207",
+        "tabby cat",
+        "--seed",
+        "3",
+        "--steps",
+        "4",
+        "--cfg",
+        "3",
+        "--backend",
+        "cpu",
+        "-o",
+        a.to_str().unwrap(),
     ]);
     ok(&o);
     // Two 128x128 images side by side.
     assert_eq!(png_size(&a), (256, 128));
     let b = d.join("b.png");
-    ok(&dcae(&["sample", "--from", a.to_str().unwrap(), "-o", b.to_str().unwrap()]));
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "--from differs");
+    ok(&dcae(&[
+        "sample",
+        "--from",
+        a.to_str().unwrap(),
+        "-o",
+        b.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "--from differs"
+    );
     // Another seed gives another image (the seed reaches the noise).
     let c = d.join("c.png");
     ok(&dcae(&[
-        "sample", "--model", m, "--class", "207", "281", "--seed", "4", "--steps", "4", "--cfg",
-        "3", "--backend", "cpu", "-o", c.to_str().unwrap(),
+        "sample",
+        "--model",
+        m,
+        "--class",
+        "207",
+        "281",
+        "--seed",
+        "4",
+        "--steps",
+        "4",
+        "--cfg",
+        "3",
+        "--backend",
+        "cpu",
+        "-o",
+        c.to_str().unwrap(),
     ]));
     assert_ne!(
         image::open(&a).unwrap().to_rgb8().into_raw(),
@@ -152,8 +206,21 @@ fn sample_decode_png_and_reproduce_from_metadata() {
     // left half of `a`.
     let single = d.join("single.png");
     ok(&dcae(&[
-        "sample", "--model", m, "--class", "golden retriever", "--seed", "3", "--steps", "4",
-        "--cfg", "3", "--backend", "cpu", "-o", single.to_str().unwrap(),
+        "sample",
+        "--model",
+        m,
+        "--class",
+        "golden retriever",
+        "--seed",
+        "3",
+        "--steps",
+        "4",
+        "--cfg",
+        "3",
+        "--backend",
+        "cpu",
+        "-o",
+        single.to_str().unwrap(),
     ]));
     let s = image::open(&single).unwrap().to_rgb8();
     let full = image::open(&a).unwrap().to_rgb8();
@@ -170,7 +237,15 @@ fn sample_bad_inputs() {
     let out = d.join("x.png");
     let o = out.to_str().unwrap();
     fails_with(
-        &dcae(&["sample", "--model", m, "--class", "not-a-class-xyz", "-o", o]),
+        &dcae(&[
+            "sample",
+            "--model",
+            m,
+            "--class",
+            "not-a-class-xyz",
+            "-o",
+            o,
+        ]),
         "no ImageNet class",
     );
     fails_with(
@@ -183,16 +258,40 @@ fn sample_bad_inputs() {
     );
     fails_with(
         &dcae(&[
-            "sample", "--model", m, "--class", "1", "--sampler", "ddpm", "--backend", "cpu", "-o", o,
+            "sample",
+            "--model",
+            m,
+            "--class",
+            "1",
+            "--sampler",
+            "ddpm",
+            "--backend",
+            "cpu",
+            "-o",
+            o,
         ]),
         "does not fit",
     );
     fails_with(
-        &dcae(&["sample", "--from", model.join("config.json").to_str().unwrap(), "-o", o]),
+        &dcae(&[
+            "sample",
+            "--from",
+            model.join("config.json").to_str().unwrap(),
+            "-o",
+            o,
+        ]),
         "not a readable PNG",
     );
     fails_with(
-        &dcae(&["sample", "--model", m, "--class", "1", "-o", d.join("x.jpg").to_str().unwrap()]),
+        &dcae(&[
+            "sample",
+            "--model",
+            m,
+            "--class",
+            "1",
+            "-o",
+            d.join("x.jpg").to_str().unwrap(),
+        ]),
         ".png",
     );
 }

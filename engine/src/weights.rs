@@ -118,7 +118,8 @@ impl WeightStore {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: as in `from_file`; only the header is read.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (_, meta) = SafeTensors::read_metadata(&map).map_err(|e| corrupt(path, e.to_string()))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(&map).map_err(|e| corrupt(path, e.to_string()))?;
         let mut k: Vec<String> = meta.tensors().into_keys().collect();
         k.sort();
         Ok(k)
@@ -164,15 +165,17 @@ impl WeightStore {
                 },
             ));
         }
-        let layout = forced.or_else(|| detect_layout(raw.keys())).ok_or_else(|| {
-            corrupt(
-                path,
-                format!(
-                    "keys are neither diffusers nor efficientvit DC-AE keys (first key `{}`)",
-                    raw.keys().next().map(String::as_str).unwrap_or("")
-                ),
-            )
-        })?;
+        let layout = forced
+            .or_else(|| detect_layout(raw.keys()))
+            .ok_or_else(|| {
+                corrupt(
+                    path,
+                    format!(
+                        "keys are neither diffusers nor efficientvit DC-AE keys (first key `{}`)",
+                        raw.keys().next().map(String::as_str).unwrap_or("")
+                    ),
+                )
+            })?;
         let canonical = canonicalise(layout, &raw)?;
         Ok(Self {
             path: path.to_path_buf(),

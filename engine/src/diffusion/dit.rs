@@ -143,13 +143,17 @@ impl DiTBlock {
 
     fn forward(&self, x: Tensor<3>, c: Tensor<2>) -> Tensor<3> {
         let m = self.ada.forward(c);
-        let h = self
-            .attn
-            .forward(modulate(self.norm1.forward(x.clone()), m[0].clone(), m[1].clone()));
+        let h = self.attn.forward(modulate(
+            self.norm1.forward(x.clone()),
+            m[0].clone(),
+            m[1].clone(),
+        ));
         let x = x + m[2].clone() * h;
-        let h = self
-            .mlp
-            .forward(modulate(self.norm2.forward(x.clone()), m[3].clone(), m[4].clone()));
+        let h = self.mlp.forward(modulate(
+            self.norm2.forward(x.clone()),
+            m[3].clone(),
+            m[4].clone(),
+        ));
         x + m[5].clone() * h
     }
 }
@@ -188,7 +192,13 @@ impl DiT {
                 .map(|i| DiTBlock::build(b, &format!("blocks.{i}"), c))
                 .collect::<Result<_>>()?,
             norm_final: LayerNorm::build(b, "", d, c.layernorm_eps, false)?,
-            final_linear: Linear::build(b, "final_layer.linear", d, p * p * c.out_channels(), true)?,
+            final_linear: Linear::build(
+                b,
+                "final_layer.linear",
+                d,
+                p * p * c.out_channels(),
+                true,
+            )?,
             final_ada: AdaLn::build(b, "final_layer", d, 2)?,
             patch_size: p,
             out_channels: c.out_channels(),

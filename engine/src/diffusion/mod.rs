@@ -194,9 +194,8 @@ impl DiffusionConfig {
                 1.3,
             )
         } else {
-            let u = UViTConfig::preset(size, c, side).ok_or_else(|| {
-                Error::Unsupported(format!("UViT size `{size}` in `{name}`"))
-            })?;
+            let u = UViTConfig::preset(size, c, side)
+                .ok_or_else(|| Error::Unsupported(format!("UViT size `{size}` in `{name}`")))?;
             if name.contains("-usit-") {
                 let cfg = if size == "2b" { 1.15 } else { 1.2 };
                 (Family::USiT, Arch::UViT(u), SamplerKind::Dopri5, 250, cfg)
@@ -302,8 +301,8 @@ impl DiffusionConfig {
 /// The network modules.
 #[derive(Debug)]
 pub enum Net {
-    UViT(UViT),
-    DiT(DiT),
+    UViT(Box<UViT>),
+    DiT(Box<DiT>),
 }
 
 /// A ready-to-run class-conditional diffusion network.
@@ -324,8 +323,8 @@ const PREFIXES: [&str; 4] = ["diffusion_model.", "uvit.", "dit.", ""];
 impl DiffusionModel {
     fn build(config: DiffusionConfig, b: &mut Builder) -> Result<Net> {
         Ok(match &config.arch {
-            Arch::UViT(u) => Net::UViT(UViT::build(b, u)?),
-            Arch::DiT(d) => Net::DiT(DiT::build(b, d)?),
+            Arch::UViT(u) => Net::UViT(Box::new(UViT::build(b, u)?)),
+            Arch::DiT(d) => Net::DiT(Box::new(DiT::build(b, d)?)),
         })
     }
 
@@ -373,7 +372,8 @@ impl DiffusionModel {
                 first: stray.clone(),
             });
         }
-        let mut store = WeightStore::from_file_prefixed(weights, prefix, Some(KeyLayout::Diffusers))?;
+        let mut store =
+            WeightStore::from_file_prefixed(weights, prefix, Some(KeyLayout::Diffusers))?;
         let mut b = Builder::from_store(&mut store, device, precision);
         let net = Self::build(config.clone(), &mut b)?;
         store.finish()?;
@@ -398,10 +398,7 @@ impl DiffusionModel {
         let config = DiffusionConfig::from_file(&cfg)?;
         let w = dir.join("model.safetensors");
         if !w.is_file() {
-            return Err(Error::MissingFile(format!(
-                "{} not found",
-                w.display()
-            )));
+            return Err(Error::MissingFile(format!("{} not found", w.display())));
         }
         Self::load_file(config, &w, device, precision)
     }
@@ -593,7 +590,10 @@ mod tests {
         let mlp = (d as f64 * u.mlp_ratio) as usize;
         let blk = 4 * d + 3 * d * d + d * d + d + mlp * d + mlp + mlp * d + d;
         let half = u.depth / 2;
-        c * p * p * d + d + (2 + l) * d + (u.num_classes + 1) * d
+        c * p * p * d
+            + d
+            + (2 + l) * d
+            + (u.num_classes + 1) * d
             + (2 * half + 1) * blk
             + half * (2 * d * d + d)
             + 2 * d

@@ -186,7 +186,13 @@ pub struct PatchEmbed {
 }
 
 impl PatchEmbed {
-    pub(crate) fn build(b: &mut Builder, key: &str, cin: usize, dim: usize, p: usize) -> Result<Self> {
+    pub(crate) fn build(
+        b: &mut Builder,
+        key: &str,
+        cin: usize,
+        dim: usize,
+        p: usize,
+    ) -> Result<Self> {
         let fan = cin * p * p;
         Ok(Self {
             weight: b.param(&format!("{key}.weight"), [dim, cin, p, p], Init::Fan(fan))?,
@@ -227,7 +233,11 @@ pub struct LabelEmbed {
 impl LabelEmbed {
     pub(crate) fn build(b: &mut Builder, key: &str, rows: usize, dim: usize) -> Result<Self> {
         Ok(Self {
-            table: b.param(&format!("{key}.embedding_table.weight"), [rows, dim], Init::Fan(1))?,
+            table: b.param(
+                &format!("{key}.embedding_table.weight"),
+                [rows, dim],
+                Init::Fan(1),
+            )?,
         })
     }
 
@@ -271,5 +281,8 @@ pub fn labels_tensor(labels: &[i64], rows: usize, device: &Device) -> Result<Ten
         )));
     }
     let v: Vec<i64> = labels.to_vec();
-    Ok(Tensor::from_data(TensorData::new(v, [labels.len()]), device))
+    Ok(Tensor::from_data(
+        TensorData::new(v, [labels.len()]),
+        device,
+    ))
 }

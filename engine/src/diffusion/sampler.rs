@@ -157,17 +157,27 @@ pub fn uvit_dpm_solver(
         let d_s = data_pred(&x, s, &mut rec)?;
         // x_k = (sigma_k / sigma_s) x - alpha_k expm1(-r_k h) D_s + extra
         let lin = |to: f64, r: f64| -> (f32, f32) {
-            ((ns.sigma(to) / sig_s) as f32, (ns.alpha(to) * (-r * h).exp_m1()) as f32)
+            (
+                (ns.sigma(to) / sig_s) as f32,
+                (ns.alpha(to) * (-r * h).exp_m1()) as f32,
+            )
         };
         let next: Vec<f32> = match up.order {
             1 => {
                 let (ca, cb) = ((sig_t / sig_s) as f32, (a_t * p1) as f32);
-                x.iter().zip(&d_s).map(|(&xv, &d)| ca * xv - cb * d).collect()
+                x.iter()
+                    .zip(&d_s)
+                    .map(|(&xv, &d)| ca * xv - cb * d)
+                    .collect()
             }
             2 => {
                 let s1 = up.s1.unwrap_or(t);
                 let (ca, cb) = lin(s1, up.r1);
-                let x1: Vec<f32> = x.iter().zip(&d_s).map(|(&xv, &d)| ca * xv - cb * d).collect();
+                let x1: Vec<f32> = x
+                    .iter()
+                    .zip(&d_s)
+                    .map(|(&xv, &d)| ca * xv - cb * d)
+                    .collect();
                 let d1 = data_pred(&x1, s1, &mut rec)?;
                 let (ta, tb) = ((sig_t / sig_s) as f32, (a_t * p1) as f32);
                 let tc = (0.5 / up.r1 * a_t * p1) as f32;
@@ -178,7 +188,11 @@ pub fn uvit_dpm_solver(
             _ => {
                 let (s1, s2) = (up.s1.unwrap_or(t), up.s2.unwrap_or(t));
                 let (ca, cb) = lin(s1, up.r1);
-                let x1: Vec<f32> = x.iter().zip(&d_s).map(|(&xv, &d)| ca * xv - cb * d).collect();
+                let x1: Vec<f32> = x
+                    .iter()
+                    .zip(&d_s)
+                    .map(|(&xv, &d)| ca * xv - cb * d)
+                    .collect();
                 let d1 = data_pred(&x1, s1, &mut rec)?;
                 let (c2a, c2b) = lin(s2, up.r2);
                 let p12 = (-up.r2 * h).exp_m1();
@@ -219,6 +233,7 @@ pub enum DitLoop {
 /// at `x_T`). `forward_with_cfg` feeds `[x[:B], x[:B]]` with labels `[y, null]` and guides only
 /// the first C (epsilon) channels; each half keeps its own variance channels. `step_noise(j)`
 /// gives the `[2B, C, H, W]` noise of the j-th step (DDPM only). Returns the first half.
+#[allow(clippy::too_many_arguments)]
 pub fn dit_sample(
     net: &mut dyn Denoiser,
     cond: &Conditioning,
@@ -257,14 +272,8 @@ pub fn dit_sample(
             f(gd.sqrt_recip_alphas_cumprod[i]),
             f(gd.sqrt_recipm1_alphas_cumprod[i]),
         );
-        let (c1, c2) = (
-            f(gd.posterior_mean_coef1[i]),
-            f(gd.posterior_mean_coef2[i]),
-        );
-        let (min_log, max_log) = (
-            f(gd.posterior_log_variance_clipped[i]),
-            f(gd.betas[i].ln()),
-        );
+        let (c1, c2) = (f(gd.posterior_mean_coef1[i]), f(gd.posterior_mean_coef2[i]));
+        let (min_log, max_log) = (f(gd.posterior_log_variance_clipped[i]), f(gd.betas[i].ln()));
         let (sq_prev, sq_1m_prev) = (
             f(gd.alphas_cumprod_prev[i].sqrt()),
             f((1.0 - gd.alphas_cumprod_prev[i]).sqrt()),
@@ -342,7 +351,9 @@ pub fn sit_ode(
     let b = cond.batch();
     check_len("initial latent", x0.len(), b * cond.per_item())?;
     if num_steps < 2 {
-        return Err(Error::Input("the SiT ODE needs at least 2 grid points".into()));
+        return Err(Error::Input(
+            "the SiT ODE needs at least 2 grid points".into(),
+        ));
     }
     let chw = cond.chw;
     let mut drift = |t: f32, x: &[f32], rec: &mut Option<&mut Record>| -> Result<Vec<f32>> {
@@ -416,10 +427,17 @@ fn dopri5_integrate(
     let t_start = f64::from(grid[0]);
     let f0 = f(grid[0], &y0, rec)?;
     // _select_initial_step (order - 1 = 4).
-    let scale: Vec<f64> = y0.iter().map(|&v| atol + f64::from(v).abs() * rtol).collect();
+    let scale: Vec<f64> = y0
+        .iter()
+        .map(|&v| atol + f64::from(v).abs() * rtol)
+        .collect();
     let d0 = rms_scaled(y0.iter().zip(&scale).map(|(&v, s)| f64::from(v) / s));
     let d1 = rms_scaled(f0.iter().zip(&scale).map(|(&v, s)| f64::from(v) / s));
-    let h0 = if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 };
+    let h0 = if d0 < 1e-5 || d1 < 1e-5 {
+        1e-6
+    } else {
+        0.01 * d0 / d1
+    };
     let h0f = h0 as f32;
     let y1: Vec<f32> = y0.iter().zip(&f0).map(|(&y, &k)| y + h0f * k).collect();
     let f1 = f((t_start + h0) as f32, &y1, rec)?;
@@ -458,7 +476,11 @@ fn dopri5_integrate(
             let (t0f, dtf, tnf) = (ts as f32, dt as f32, tn as f32);
             let mut k: Vec<Vec<f32>> = vec![fy.clone()];
             for (a, row) in ALPHA.iter().zip(BETA) {
-                let ti = if *a == 1.0 { tnf } else { t0f + (*a as f32) * dtf };
+                let ti = if *a == 1.0 {
+                    tnf
+                } else {
+                    t0f + (*a as f32) * dtf
+                };
                 let w: Vec<f32> = row.iter().map(|&bj| bj as f32 * dtf).collect();
                 let yi: Vec<f32> = (0..n)
                     .map(|e| {

@@ -122,7 +122,13 @@ impl Block {
                 false,
             )?,
             skip_linear: if skip {
-                Some(Linear::build(b, &format!("{key}.skip_linear"), 2 * d, d, true)?)
+                Some(Linear::build(
+                    b,
+                    &format!("{key}.skip_linear"),
+                    2 * d,
+                    d,
+                    true,
+                )?)
             } else {
                 None
             },
