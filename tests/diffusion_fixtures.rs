@@ -628,6 +628,44 @@ fn checkpoint_layouts_and_strict_keys() {
     );
     assert!(DiffusionModel::file_has_autoencoder(&hf).unwrap());
 
+    // The whole official file: network + a DC-AE (a dcae fixture) under `autoencoder.`.
+    let ae_dir = fixture_root("DCAE_FIXTURES", "dcae").join("f32c32-sana-96x128-b2");
+    let ae_plain = ae_dir.join("model.safetensors");
+    let ae_cfg = dcae::DcAeConfig::from_file(&ae_dir.join("config.json")).unwrap();
+    let full = tmp.join("full.safetensors");
+    {
+        let a = std::fs::read(&plain).unwrap();
+        let b = std::fs::read(&ae_plain).unwrap();
+        let (sa, sb) = (
+            SafeTensors::deserialize(&a).unwrap(),
+            SafeTensors::deserialize(&b).unwrap(),
+        );
+        let mut views = Vec::new();
+        for (pre, st) in [("diffusion_model.", &sa), ("autoencoder.", &sb)] {
+            for (k, v) in st.tensors() {
+                views.push((format!("{pre}{k}"), v));
+            }
+        }
+        std::fs::write(&full, safetensors::serialize(views, None).unwrap()).unwrap();
+    }
+    assert_eq!(
+        run(&load(&full).unwrap()),
+        reference,
+        "network from the full file"
+    );
+    let bundled =
+        dcae::diffusion::bundled_autoencoder(ae_cfg.clone(), &full, &dev, Precision::F32).unwrap();
+    let alone = dcae::DcAe::load(&ae_dir, &dev, Precision::F32).unwrap();
+    let z = || Tensor::<4>::from_data(TensorData::new(vec![0.3f32; 8 * 4 * 4], [1, 8, 4, 4]), &dev);
+    let img = |m: &dcae::DcAe| {
+        m.decode(z())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(img(&bundled), img(&alone), "autoencoder from the full file");
+
     let ema = tmp.join("ema.safetensors");
     rewrite(&plain, &ema, &|k| Some(format!("uvit.{k}")), &[]);
     assert_eq!(run(&load(&ema).unwrap()), reference, "uvit. prefix");

@@ -9,7 +9,6 @@ use dcae::burn::tensor::{Tensor, TensorData};
 use dcae::diffusion::{DiffusionConfig, DiffusionModel, SampleSettings, SamplerKind, generate};
 use dcae::image_io::quantize;
 use dcae::tensor_io::write_atomic;
-use dcae::weights::WeightStore;
 use dcae::{Backend, DcAe, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -327,17 +326,8 @@ fn load_autoencoder(
         let cfg = dcae::diffusion::autoencoder_preset(&net.config).context(
             "model.safetensors holds `autoencoder.` weights but the config names no DC-AE preset",
         )??;
-        let mut store = WeightStore::from_file_prefixed(&weights, "autoencoder.", None)?;
-        let model = DcAe::from_store(cfg.clone(), &mut store, device, s.precision)?;
-        store.finish()?;
-        return Ok(DcAe {
-            config: cfg,
-            model,
-            device: device.clone(),
-            precision: s.precision,
-            source: Some(weights),
-            layout: None,
-        });
+        return dcae::diffusion::bundled_autoencoder(cfg, &weights, device, s.precision)
+            .with_context(|| format!("loading the autoencoder in {}", weights.display()));
     }
     let candidates: Vec<PathBuf> = net
         .config

@@ -554,6 +554,29 @@ pub fn generate(
     }
 }
 
+/// The DC-AE stored beside the network in one file under `autoencoder.` (official
+/// `DCAE_Diffusion_HF` checkpoints), built for `ae_config`; strict like every loader (keys under
+/// the prefix must all be used).
+pub fn bundled_autoencoder(
+    ae_config: DcAeConfig,
+    weights: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<crate::DcAe> {
+    let mut store = WeightStore::from_file_prefixed(weights, "autoencoder.", None)?;
+    let layout = store.layout();
+    let model = crate::DcAe::from_store(ae_config.clone(), &mut store, device, precision)?;
+    store.finish()?;
+    Ok(crate::DcAe {
+        config: ae_config,
+        model,
+        device: device.clone(),
+        precision,
+        source: Some(weights.to_path_buf()),
+        layout: Some(layout),
+    })
+}
+
 /// The DC-AE config of an official diffusion model's autoencoder.
 pub fn autoencoder_preset(config: &DiffusionConfig) -> Option<Result<DcAeConfig>> {
     config
