@@ -798,3 +798,43 @@ fn every_sampler_runs_on_the_tiny_networks() {
     .to_string();
     assert!(e.contains("does not fit"), "{e}");
 }
+
+/// bf16 weights and activations (LayerNorm statistics and attention in f32) on CPU: the final
+/// output of both tiny networks stays close to the f32 reference. These random-weight models
+/// cannot validate half precision tightly (as for the AE fixtures), so the bound is the AE
+/// suite's half-precision bound: rel-L2 <= 0.1.
+#[test]
+fn cpu_bf16_models() {
+    let dev = Device::flex();
+    for name in ["uvit-tiny", "dit-tiny"] {
+        let dir = case_by_fixture(name).unwrap_or_else(|| panic!("no {name} case"));
+        let m = DiffusionModel::load(&dir, &dev, Precision::Bf16).unwrap();
+        let inp = dir.join("inputs.safetensors");
+        let inputs = TensorFile::open(&inp).unwrap();
+        let x = inputs.tensor("x").unwrap();
+        let tau: Vec<f32> = if name == "uvit-tiny" {
+            inputs.tensor("timesteps").unwrap().data
+        } else {
+            read_ints(&inp, "t").iter().map(|&t| t as f32).collect()
+        };
+        let s = &x.shape;
+        let xt = Tensor::<4>::from_data(TensorData::new(x.data, [s[0], s[1], s[2], s[3]]), &dev);
+        let got = m
+            .forward(xt, &tau, &read_ints(&inp, "y"), &mut Taps::off())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let want = TensorFile::open(&dir.join("expected.safetensors"))
+            .unwrap()
+            .tensor("output")
+            .unwrap()
+            .data;
+        let d = Diff::of(&got, &want);
+        println!(
+            "[cpu bf16] {name}: rel-L2 {:.2e}, max|err| {:.2e} (max|ref| {:.2})",
+            d.rel_l2, d.max_abs, d.max_ref
+        );
+        assert!(d.rel_l2 <= 0.1, "{name}: {d:?}");
+    }
+}
