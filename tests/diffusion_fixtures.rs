@@ -5,7 +5,8 @@
 //!
 //! * `kind: uvit | dit`: one network forward, `output` and every `inter.*` tensor.
 //! * `kind: sampler_trace`: the sampler run on the fixtures' analytic stand-in network, every
-//!   recorded state (`latents`, `pred_xstart`, `final`) and the time grids.
+//!   recorded state (`latents`, `pred_xstart`, `final`) and the time grids. On CPU the stand-in
+//!   is evaluated on the host; on wgpu it runs on the device like a real network.
 //! * Sana / Gemma cases belong to a later issue and are skipped with a note.
 
 use std::collections::BTreeMap;
@@ -163,11 +164,39 @@ struct StandIn {
     per: usize,
     batch: usize,
     variance: bool,
+    /// Evaluate on this device (as the real network would be) instead of on the host.
+    device: Option<Device>,
 }
 
 impl sampler::Denoiser for StandIn {
     fn eval(&mut self, x: &[f32], n: usize, tau: &[f32], labels: &[i64]) -> dcae::Result<Vec<f32>> {
         let per = self.per;
+        if let Some(dev) = &self.device {
+            let mut e = Vec::with_capacity(n * per);
+            let mut coef = Vec::with_capacity(n);
+            let mut vt = Vec::with_capacity(n);
+            for r in 0..n {
+                let s = tau[r] / self.tau_scale;
+                let src = if labels[r] == self.null {
+                    &self.e_uncond
+                } else {
+                    &self.e_cond
+                };
+                let item = r % self.batch;
+                e.extend_from_slice(&src[item * per..(item + 1) * per]);
+                coef.push(self.b0 + self.b1 * s);
+                vt.push(0.4 * (1.0 - 2.0 * s));
+            }
+            let t2 =
+                |v: Vec<f32>, w: usize| Tensor::<2>::from_data(TensorData::new(v, [n, w]), dev);
+            let xt = t2(x.to_vec(), per);
+            let mut out = xt.clone() * self.a + t2(e, per) * t2(coef, 1);
+            if self.variance {
+                let v = xt.tanh() * 0.5 + t2(vt, 1);
+                out = Tensor::cat(vec![out, v], 1);
+            }
+            return Ok(out.into_data().try_to_vec::<f32>().unwrap());
+        }
         let mut out = Vec::with_capacity(n * per * if self.variance { 2 } else { 1 });
         for r in 0..n {
             let s = tau[r] / self.tau_scale;
@@ -192,7 +221,12 @@ impl sampler::Denoiser for StandIn {
     }
 }
 
-fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
+fn sampler_case(
+    dir: &Path,
+    cfg: &serde_json::Value,
+    which: &str,
+    device: Option<&Device>,
+) -> Report {
     let mut rep = Report::default();
     let atol = atol_of(cfg);
     let inp_path = dir.join("inputs.safetensors");
@@ -222,6 +256,7 @@ fn sampler_case(dir: &Path, cfg: &serde_json::Value, which: &str) -> Report {
         per,
         batch: b,
         variance: which == "dit_ddpm" || which == "dit_ddim",
+        device: device.cloned(),
     };
     let cond = Conditioning {
         labels,
@@ -436,9 +471,10 @@ const SAMPLERS: [&str; 5] = [
     "dit_ddim",
 ];
 
-/// Runs every case the engine covers on `device`; `models_only` skips the sampler traces
-/// (they are host arithmetic, identical on every backend).
-fn run_all(device: &Device, label: &str, models_only: bool) {
+/// Runs every case the engine covers on `device`. Sampler arithmetic is host f32 on every
+/// backend; with `device_standin` the stand-in network itself runs on the device, as a real
+/// network does, so the device round trip of each evaluation is exercised too.
+fn run_all(device: &Device, label: &str, device_standin: bool) {
     let root = root();
     let dirs = case_dirs(&root);
     assert!(
@@ -464,10 +500,7 @@ fn run_all(device: &Device, label: &str, models_only: bool) {
                     );
                     continue;
                 }
-                if models_only {
-                    continue;
-                }
-                sampler_case(dir, &cfg, which)
+                sampler_case(dir, &cfg, which, device_standin.then_some(device))
             }
             other => {
                 println!(
@@ -520,7 +553,7 @@ fn cpu_all_cases() {
 }
 
 #[test]
-fn wgpu_model_cases() {
+fn wgpu_all_cases() {
     let device = match dcae::Backend::Wgpu.device() {
         Ok(d) => d,
         Err(e) => panic!("wgpu unavailable: {e}"),
