@@ -226,6 +226,7 @@ fn sample_decode_png_and_reproduce_from_metadata() {
     let full = image::open(&a).unwrap().to_rgb8();
     let left = image::imageops::crop_imm(&full, 0, 0, 128, 128).to_image();
     assert_eq!(s.into_raw(), left.into_raw());
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -294,4 +295,5 @@ fn sample_bad_inputs() {
         ]),
         ".png",
     );
+    let _ = std::fs::remove_dir_all(&d);
 }
