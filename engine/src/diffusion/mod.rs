@@ -335,6 +335,7 @@ impl DiffusionModel {
         device: &Device,
         precision: Precision,
     ) -> Result<Self> {
+        crate::autoencoder::check_precision(device, precision)?;
         let mut b = Builder::random(seed, device, precision);
         let net = Self::build(config.clone(), &mut b)?;
         Ok(Self {
@@ -356,20 +357,21 @@ impl DiffusionModel {
         device: &Device,
         precision: Precision,
     ) -> Result<Self> {
+        crate::autoencoder::check_precision(device, precision)?;
         let keys = WeightStore::file_keys(weights)?;
         let prefix = PREFIXES
             .iter()
             .find(|p| !p.is_empty() && keys.iter().any(|k| k.starts_with(*p)))
             .copied()
             .unwrap_or("");
-        if !prefix.is_empty()
-            && let Some(stray) = keys
-                .iter()
-                .find(|k| !k.starts_with(prefix) && !k.starts_with("autoencoder."))
-        {
+        let strays: Vec<&String> = keys
+            .iter()
+            .filter(|k| !k.starts_with(prefix) && !k.starts_with("autoencoder."))
+            .collect();
+        if let (false, Some(first)) = (prefix.is_empty(), strays.first()) {
             return Err(Error::UnexpectedKeys {
-                count: 1,
-                first: stray.clone(),
+                count: strays.len(),
+                first: (*first).clone(),
             });
         }
         let mut store =
