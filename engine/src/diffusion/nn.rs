@@ -286,3 +286,63 @@ pub fn labels_tensor(labels: &[i64], rows: usize, device: &Device) -> Result<Ten
         device,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// einops `B (h w) (p1 p2 C) -> B C (h p1) (w p2)`: token value encodes (h, w, p1, p2, c).
+    #[test]
+    fn unpatchify_follows_the_einops_pattern() {
+        let (h, w, p, c) = (2, 3, 2, 3);
+        let code = |hh: usize, ww: usize, p1: usize, p2: usize, cc: usize| {
+            (hh * 10000 + ww * 1000 + p1 * 100 + p2 * 10 + cc) as f32
+        };
+        let mut v = Vec::new();
+        for hh in 0..h {
+            for ww in 0..w {
+                for p1 in 0..p {
+                    for p2 in 0..p {
+                        for cc in 0..c {
+                            v.push(code(hh, ww, p1, p2, cc));
+                        }
+                    }
+                }
+            }
+        }
+        let dev = Device::flex();
+        let x = Tensor::<3>::from_data(TensorData::new(v, [1, h * w, p * p * c]), &dev);
+        let y = unpatchify(x, h, w, p, c);
+        assert_eq!(y.dims(), [1, c, h * p, w * p]);
+        let y = y.into_data().try_to_vec::<f32>().unwrap();
+        let (hp, wp) = (h * p, w * p);
+        for cc in 0..c {
+            for r in 0..hp {
+                for col in 0..wp {
+                    let want = code(r / p, col / p, r % p, col % p, cc);
+                    assert_eq!(
+                        y[cc * hp * wp + r * wp + col],
+                        want,
+                        "c {cc} at ({r}, {col})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `cat(cos, sin)` with `f_i = exp(-ln(1e4) i / half)`: at t = 0 cos = 1, sin = 0, and the
+    /// first frequency is 1 (so column 0 is cos t, column half is sin t).
+    #[test]
+    fn timestep_embedding_layout() {
+        let dev = Device::flex();
+        let e = timestep_embedding(&[0.0, 2.0], 8, &dev)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(&e[..8], &[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!((e[8] - 2f32.cos()).abs() < 1e-7);
+        assert!((e[12] - 2f32.sin()).abs() < 1e-7);
+        // Last frequency: 1e4^(-3/4) = 1e-3.
+        assert!((e[15] - (2.0f32 * 1e-3).sin()).abs() < 1e-6);
+    }
+}
