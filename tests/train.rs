@@ -347,3 +347,40 @@ fn bad_run_files_are_clear_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// bf16 mixed precision: bf16 weights and activations, f32 master weights in the checkpoint.
+#[test]
+fn bf16_mixed_precision_trains_with_f32_masters() {
+    let dir = tmp("bf16");
+    let p = run_file(&dir, "[1]", [3, 1, 1], "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "backend = \"cpu\"",
+        "backend = \"cpu\"\nprecision = \"bf16\"",
+    );
+    std::fs::write(&p, text).unwrap();
+    let (cfg, text) = TrainConfig::from_file(&p).unwrap();
+    assert_eq!(cfg.precision, "bf16");
+    let mut losses = Vec::new();
+    let out = train(&cfg, &text, false, &AtomicBool::new(false), &mut |e| {
+        if let Event::Step { loss, .. } = e {
+            losses.push(loss)
+        }
+    })
+    .unwrap();
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let ckpt = tensors(&cfg.out_dir.join("checkpoint.safetensors"));
+    let w = &ckpt["model.decoder.conv_in.weight"];
+    // Masters are f32: some value is not exactly representable in bf16.
+    assert!(
+        w.iter().any(|v| half::bf16::from_f32(*v).to_f32() != *v),
+        "checkpoint weights look bf16-rounded: masters were not kept"
+    );
+    let m = DcAe::load(
+        &out.exported.unwrap(),
+        &dcae::burn::tensor::Device::flex(),
+        Precision::F32,
+    )
+    .unwrap();
+    assert_eq!(m.config, dcae::DcAeConfig::default_small());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Print one JSON object per size instead of a table.
     #[arg(long)]
     json: bool,
+    /// Diffusion mode: one UViT-H denoising step on a DC-AE-f64 latent (8x8x128, patch 1) vs an
+    /// SD-VAE-f8 latent (64x64x4, patch 2), random weights; prints the ratio.
+    #[arg(long, conflicts_with_all = ["model", "preset"])]
+    diffusion: bool,
 }
 
 struct Row {
@@ -46,6 +50,9 @@ struct Row {
 pub fn run(a: &BenchArgs) -> Result<()> {
     if a.runs == 0 || a.batch == 0 {
         bail!("--runs and --batch must be at least 1");
+    }
+    if a.diffusion {
+        return crate::bench_diffusion::run(a.backend, a.precision, a.runs, a.batch, a.json);
     }
     let device = a.backend.device()?;
     let (model, name) = match (&a.model, &a.preset) {

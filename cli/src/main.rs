@@ -1,6 +1,8 @@
 //! `dcae`: encode, decode, reconstruct and benchmark DC-AE models from the command line.
 
 mod bench;
+mod bench_diffusion;
+mod sample;
 mod train;
 
 use std::collections::HashMap;
@@ -149,6 +151,8 @@ enum Cmd {
     },
     /// Time encode and decode per image size and report peak memory, as a table.
     Bench(bench::BenchArgs),
+    /// Class-conditional sampling with a UViT / DiT / USiT model, decoded to a PNG grid.
+    Sample(sample::SampleArgs),
     /// Show the device a backend picks and which precisions it supports.
     Info {
         #[arg(long, default_value = "wgpu")]
@@ -179,6 +183,7 @@ fn main() {
             fit,
         } => reconstruct(&common, &image, &output, fit),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Sample(args) => sample::run(&args),
         Cmd::Info { backend } => info(backend),
         Cmd::Train { config, resume } => train::run_train(&config, resume),
         Cmd::Eval {

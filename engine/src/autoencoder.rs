@@ -200,7 +200,7 @@ impl DcAe {
     }
 }
 
-fn check_precision(device: &Device, precision: Precision) -> Result<()> {
+pub(crate) fn check_precision(device: &Device, precision: Precision) -> Result<()> {
     if device.supports_dtype(precision.dtype()) {
         Ok(())
     } else {

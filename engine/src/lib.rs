@@ -10,6 +10,7 @@ pub mod autoencoder;
 pub mod backend;
 pub mod config;
 pub mod decoder;
+pub mod diffusion;
 pub mod encoder;
 pub mod error;
 pub mod evit;

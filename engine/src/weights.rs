@@ -95,24 +95,59 @@ impl WeightStore {
         // SAFETY: the map is read-only; a concurrent writer could change the bytes under us,
         // which would give wrong numbers but not memory unsafety in our use (we only copy out).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::from_bytes_inner(path, Bytes::Mapped(map))
+        Self::from_bytes_inner(path, Bytes::Mapped(map), "", None)
+    }
+
+    /// Like [`WeightStore::from_file`], but sees only the keys under `prefix` (stripped), for
+    /// files that hold several models (`diffusion_model.` + `autoencoder.` in the DC-AE
+    /// diffusion checkpoints). `layout` overrides detection (`Some(Diffusers)` keeps every name
+    /// as it is, which is what non-autoencoder modules need).
+    pub fn from_file_prefixed(
+        path: &Path,
+        prefix: &str,
+        layout: Option<KeyLayout>,
+    ) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: as in `from_file`.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Self::from_bytes_inner(path, Bytes::Mapped(map), prefix, layout)
+    }
+
+    /// Every tensor name in a safetensors file (header only), sorted.
+    pub fn file_keys(path: &Path) -> Result<Vec<String>> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: as in `from_file`; only the header is read.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(&map).map_err(|e| corrupt(path, e.to_string()))?;
+        let mut k: Vec<String> = meta.tensors().into_keys().collect();
+        k.sort();
+        Ok(k)
     }
 
     /// Validates an in-memory safetensors buffer (tests, downloads).
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
-        Self::from_bytes_inner(Path::new(name), Bytes::Owned(bytes))
+        Self::from_bytes_inner(Path::new(name), Bytes::Owned(bytes), "", None)
     }
 
-    fn from_bytes_inner(path: &Path, bytes: Bytes) -> Result<Self> {
+    fn from_bytes_inner(
+        path: &Path,
+        bytes: Bytes,
+        prefix: &str,
+        forced: Option<KeyLayout>,
+    ) -> Result<Self> {
         SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
         let (header, meta) =
             SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
         let base = 8 + header;
         let mut raw = BTreeMap::new();
         for (name, info) in meta.tensors() {
+            let Some(name) = name.strip_prefix(prefix) else {
+                continue;
+            };
             let (a, b) = info.data_offsets;
             raw.insert(
-                name.clone(),
+                name.to_string(),
                 RawInfo {
                     dtype: info.dtype,
                     shape: info.shape.clone(),
@@ -121,17 +156,26 @@ impl WeightStore {
             );
         }
         if raw.is_empty() {
-            return Err(corrupt(path, "the file holds no tensors"));
-        }
-        let layout = detect_layout(raw.keys()).ok_or_else(|| {
-            corrupt(
+            return Err(corrupt(
                 path,
-                format!(
-                    "keys are neither diffusers nor efficientvit DC-AE keys (first key `{}`)",
-                    raw.keys().next().map(String::as_str).unwrap_or("")
-                ),
-            )
-        })?;
+                if prefix.is_empty() {
+                    "the file holds no tensors".to_string()
+                } else {
+                    format!("the file holds no tensors under `{prefix}`")
+                },
+            ));
+        }
+        let layout = forced
+            .or_else(|| detect_layout(raw.keys()))
+            .ok_or_else(|| {
+                corrupt(
+                    path,
+                    format!(
+                        "keys are neither diffusers nor efficientvit DC-AE keys (first key `{}`)",
+                        raw.keys().next().map(String::as_str).unwrap_or("")
+                    ),
+                )
+            })?;
         let canonical = canonicalise(layout, &raw)?;
         Ok(Self {
             path: path.to_path_buf(),

@@ -19,6 +19,10 @@ pub struct TrainConfig {
     /// cpu | wgpu | cuda
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// Compute precision: `f32`, or `bf16` mixed precision (bf16 weights and activations,
+    /// f32 master weights, optimizer moments, norms, losses and LPIPS).
+    #[serde(default = "default_precision")]
+    pub precision: String,
     pub model: ModelSection,
     pub data: DataSection,
     #[serde(default)]
@@ -35,6 +39,10 @@ pub struct TrainConfig {
 
 fn default_backend() -> String {
     "cpu".into()
+}
+
+fn default_precision() -> String {
+    "f32".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,6 +345,9 @@ impl TrainConfig {
         }
         if self.schedule.checkpoint_every == 0 || self.schedule.log_every == 0 {
             return Err("schedule: checkpoint_every and log_every must be > 0".into());
+        }
+        if !["f32", "bf16"].contains(&self.precision.as_str()) {
+            return Err(format!("precision `{}`: f32 or bf16", self.precision));
         }
         if !["f32", "f16", "bf16"].contains(&self.model.export_dtype.as_str()) {
             return Err(format!(

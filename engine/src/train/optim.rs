@@ -79,7 +79,7 @@ impl ModuleMapper for Replace<'_> {
             Some(v) => {
                 let device = self.device.clone();
                 param.map(|old| {
-                    let t = v.reshape(old.dims()).to_device(&device);
+                    let t = v.reshape(old.dims()).cast(old.dtype()).to_device(&device);
                     if device.is_autodiff() {
                         t.autodiff()
                     } else {
@@ -134,17 +134,19 @@ pub struct AdamW {
     pub weight_decay: f64,
 }
 
-/// AdamW moments per key plus the step count (bias correction).
+/// AdamW moments per key plus the step count (bias correction), and f32 master copies of
+/// parameters stored in a lower precision (mixed-precision training).
 #[derive(Debug, Default, Clone)]
 pub struct AdamState {
     pub t: u64,
     pub m: BTreeMap<String, Tensor<1>>,
     pub v: BTreeMap<String, Tensor<1>>,
+    pub master: BTreeMap<String, Tensor<1>>,
 }
 
 impl AdamW {
     /// One AdamW update (decoupled weight decay, PyTorch's formula). Returns the new values
-    /// of the keys in `grads`.
+    /// of the keys in `grads`, in f32 (the caller casts them to each parameter's dtype).
     pub fn step(
         &self,
         lr: f64,
@@ -168,11 +170,17 @@ impl AdamW {
                 Some(v) => v * self.beta2 + g.clone() * g * (1.0 - self.beta2),
                 None => g.clone() * g * (1.0 - self.beta2),
             };
-            let dtype = p.dtype();
-            let p32 = p.clone().cast(burn::tensor::DType::F32);
+            let low = p.dtype() != burn::tensor::DType::F32;
+            let p32 = match state.master.remove(&k) {
+                Some(m) if low => m,
+                _ => p.clone().cast(burn::tensor::DType::F32),
+            };
             let update = (m.clone() / bc1) / ((v.clone() / bc2).sqrt() + self.eps);
-            let new = p32.clone() * (1.0 - lr * self.weight_decay) - update * lr;
-            out.insert(k.clone(), new.cast(dtype));
+            let new = p32 * (1.0 - lr * self.weight_decay) - update * lr;
+            if low {
+                state.master.insert(k.clone(), new.clone());
+            }
+            out.insert(k.clone(), new);
             state.m.insert(k.clone(), m);
             state.v.insert(k, v);
         }

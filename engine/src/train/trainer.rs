@@ -112,6 +112,7 @@ pub fn train(
     let device = backend.device()?;
     let ad = device.clone().autodiff();
     let arch = cfg.model.architecture(Path::new("."))?;
+    let precision: Precision = cfg.precision.parse().map_err(Error::Input)?;
     let f = arch.spatial_compression();
     for &p in &cfg.schedule.phases {
         let r = cfg.phase(p).resolution;
@@ -138,7 +139,7 @@ pub fn train(
 
     let ae = match &cfg.model.init {
         Some(dir) => {
-            let m = DcAe::load(dir, &ad, Precision::F32)?;
+            let m = DcAe::load(dir, &ad, precision)?;
             if m.config != arch {
                 return Err(Error::Input(format!(
                     "model.init {} has a different architecture than the run's model",
@@ -147,7 +148,7 @@ pub fn train(
             }
             m
         }
-        None => DcAe::random(arch.clone(), cfg.seed, &ad, Precision::F32)?,
+        None => DcAe::random(arch.clone(), cfg.seed, &ad, precision)?,
     };
     let names: Names = ae.names.iter().cloned().collect();
     let mut model = ae.model;
@@ -210,9 +211,15 @@ pub fn train(
     if resume {
         let r = load_checkpoint(&ckpt_path, cfg_text, &device)?;
         step = r.step;
+        if precision != Precision::F32 {
+            // Checkpoints hold the f32 master weights: keep them as the master copies.
+            adam.master = r.model.clone();
+        }
         model = replace(model, &names, r.model, &ad, &|_| true);
         ema = r.ema;
-        adam = r.adam;
+        adam.t = r.adam.t;
+        adam.m = r.adam.m;
+        adam.v = r.adam.v;
         adam_phase = r.adam_phase;
         if let (Some(g), Some(d)) = (gan.as_mut(), r.disc) {
             g.disc = replace(g.disc.clone(), &g.names, d, &ad, &|_| true);
@@ -299,7 +306,8 @@ pub fn train(
             let y = model.decoder.forward(z, &mut Trace::off());
 
             // Reconstruction loss, differentiated at the decoder output.
-            let yl = y.clone().detach().require_grad();
+            // Losses in f32 whatever the compute precision.
+            let yl = y.clone().detach().cast(DType::F32).require_grad();
             let l1 = (yl.clone() - x.clone()).abs().mean();
             let mut rec = l1.clone() * pc.l1_weight;
             let mut lp_val = 0.0;
@@ -320,7 +328,7 @@ pub fn train(
             if pc.gan_weight > 0.0
                 && let Some(gs) = gan.as_mut()
             {
-                let yg = y.clone().detach().require_grad();
+                let yg = y.clone().detach().cast(DType::F32).require_grad();
                 let gl = -gs.disc.forward(yg.clone()).mean();
                 gan_val = scalar(&gl);
                 let gg = gl.backward();
@@ -336,7 +344,7 @@ pub fn train(
                 }
                 // Discriminator step (hinge loss) on real crops and the detached output.
                 let real = gs.disc.forward(x.clone());
-                let fake = gs.disc.forward(y.clone().detach());
+                let fake = gs.disc.forward(y.clone().detach().cast(DType::F32));
                 let dl = (relu(real.neg() + 1.0).mean() + relu(fake + 1.0).mean()) * 0.5;
                 disc_val = scalar(&dl);
                 let dg = dl.backward();
@@ -356,7 +364,8 @@ pub fn train(
             }
 
             // One backward pass through the autoencoder with the combined output gradient.
-            let surrogate = (y * g_out.autodiff()).sum();
+            let dtype = y.dtype();
+            let surrogate = (y * g_out.cast(dtype).autodiff()).sum();
             let grads = surrogate.backward();
             let mut pg = gradients(&model, &names, &grads);
             let grad_norm = clip_grad_norm(&mut pg, pc.grad_clip);
@@ -608,7 +617,9 @@ fn save_checkpoint(
 ) -> Result<()> {
     let mut tensors: Vec<(String, HostTensor)> = Vec::new();
     for (k, v) in values(model, names) {
-        tensors.push((format!("model.{k}"), host(&v)?));
+        // Mixed precision: the f32 master copy is the parameter's true value.
+        let v = adam.master.get(&k).unwrap_or(&v);
+        tensors.push((format!("model.{k}"), host(v)?));
     }
     for (k, v) in ema {
         tensors.push((format!("ema.{k}"), host(v)?));
