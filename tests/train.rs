@@ -235,6 +235,11 @@ fn all_three_phases_run_freeze_and_export() {
         exported.keys().any(|k| k.ends_with("attn.to_q.weight")),
         "qkv split into diffusers keys"
     );
+    // diffusers' attention projections are nn.Linear: 2-D weights.
+    let f = TensorFile::open(&export.join("diffusion_pytorch_model.safetensors")).unwrap();
+    for k in f.keys().into_iter().filter(|k| k.contains(".attn.to_")) {
+        assert_eq!(f.tensor(&k).unwrap().shape.len(), 2, "{k}");
+    }
     let last = &snapshots[&6];
     let w = "decoder.conv_out.conv.weight";
     if let (Some(a), Some(b)) = (exported.get(w), last.get(&format!("model.{w}"))) {
@@ -273,6 +278,9 @@ fn kill_and_resume_continues_exactly() {
         assert!(out.interrupted);
         assert_eq!(out.step, stop_at);
     }
+    // A mid-run checkpoint exports on its own.
+    let snap = dcae::train::export_checkpoint(&cfg, &text).unwrap();
+    DcAe::load(&snap, &dcae::burn::tensor::Device::flex(), Precision::F32).unwrap();
     // A fresh start over an existing run is refused; a resume finishes it.
     assert!(train(&cfg, &text, false, &AtomicBool::new(false), &mut |_| {}).is_err());
     let out = train(&cfg, &text, true, &AtomicBool::new(false), &mut |_| {}).unwrap();

@@ -90,6 +90,9 @@ enum Cmd {
         /// Continue the run from `<out_dir>/checkpoint.safetensors` (same step, optimizer, EMA).
         #[arg(long)]
         resume: bool,
+        /// Only export the latest checkpoint (EMA weights) to `<out_dir>/model`, no training.
+        #[arg(long, conflicts_with = "resume")]
+        export: bool,
     },
     /// PSNR / SSIM (/ LPIPS) of a model's reconstructions per image, with a bicubic baseline
     /// holding as many values as the latent; last line `mean psnr=<dB> ssim=<value>`.
@@ -185,7 +188,11 @@ fn main() {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Sample(args) => sample::run(&args),
         Cmd::Info { backend } => info(backend),
-        Cmd::Train { config, resume } => train::run_train(&config, resume),
+        Cmd::Train {
+            config,
+            resume,
+            export,
+        } => train::run_train(&config, resume, export),
         Cmd::Eval {
             model,
             folder,

@@ -8,13 +8,18 @@ use anyhow::{Context, Result, bail};
 use dcae::image_io::{Fit, RgbF32, fit_to_multiple, load_image};
 use dcae::train::data::list_images;
 use dcae::train::lpips::Lpips;
-use dcae::train::{Event, TrainConfig, train};
+use dcae::train::{Event, TrainConfig, export_checkpoint, train};
 use dcae::{Backend, DcAe, Precision, metrics};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `dcae train --config run.toml [--resume]`.
-pub fn run_train(config: &Path, resume: bool) -> Result<()> {
+pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
     let (cfg, text) = TrainConfig::from_file(config)?;
+    if export_only {
+        let dir = export_checkpoint(&cfg, &text)?;
+        println!("exported {}", dir.display());
+        return Ok(());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // First Ctrl-C (or SIGTERM): finish the step, write a checkpoint, exit 130. A second one
     // exits at once (the conditional shutdown fires only when the flag is already set).

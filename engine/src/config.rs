@@ -420,7 +420,7 @@ impl DcAeConfig {
             })
             .collect();
         let acts: Vec<&str> = self.decoder_act_fns.iter().map(|a| act(*a)).collect();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "_class_name": "AutoencoderDC",
             "in_channels": self.in_channels,
             "latent_channels": self.latent_channels,
@@ -447,8 +447,14 @@ impl DcAeConfig {
             "decoder_in_shortcut": self.decoder_in_shortcut,
             "decoder_conv_act_fn": act(self.decoder_conv_act_fn),
             "scaling_factor": self.scaling_factor,
-            "dcae_resample_shortcut": self.resample_shortcut,
-        })
+        });
+        // Ours only (diffusers warns on unknown fields): written when it is not the default.
+        if !self.resample_shortcut
+            && let Some(o) = v.as_object_mut()
+        {
+            o.insert("dcae_resample_shortcut".into(), Value::Bool(false));
+        }
+        v
     }
 
     /// The small f32c32 architecture of the embedded default model (`assets/models/default`):
@@ -707,6 +713,9 @@ mod tests {
     fn diffusers_json_round_trips_every_preset() {
         let mut all = DcAeConfig::official();
         all.push(("default-small", DcAeConfig::default_small()));
+        let mut ablation = DcAeConfig::default_small();
+        ablation.resample_shortcut = false;
+        all.push(("no-shortcut", ablation));
         for (name, cfg) in all {
             let text = cfg.to_diffusers_json().to_string();
             let back = DcAeConfig::from_json_str(&text).unwrap();

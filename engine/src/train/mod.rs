@@ -15,4 +15,4 @@ pub mod optim;
 pub mod trainer;
 
 pub use config::TrainConfig;
-pub use trainer::{Event, Outcome, train};
+pub use trainer::{Event, Outcome, export_checkpoint, train};

@@ -471,7 +471,10 @@ pub fn train(
         &arch,
         &export_dir,
         &cfg.model.export_dtype,
-        &lpips_source,
+        &lpips_source
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "none".into()),
         step,
     )?;
     write_run_record(cfg, cfg_text, &lpips_source, &stats, step)?;
@@ -481,6 +484,46 @@ pub fn train(
         exported: Some(export_dir),
         phases: stats,
     })
+}
+
+/// Exports the run's latest checkpoint (EMA weights where kept) to `out_dir/model` without
+/// training: a mid-run snapshot, or a re-export in another dtype.
+pub fn export_checkpoint(cfg: &TrainConfig, cfg_text: &str) -> Result<PathBuf> {
+    let backend: Backend = cfg.backend.parse().map_err(Error::Input)?;
+    let device = backend.device()?;
+    let arch = cfg.model.architecture(Path::new("."))?;
+    let ckpt = cfg.out_dir.join(CHECKPOINT);
+    if !ckpt.exists() {
+        return Err(Error::MissingFile(format!(
+            "no checkpoint at {}",
+            ckpt.display()
+        )));
+    }
+    let r = load_checkpoint(&ckpt, cfg_text, &device)?;
+    let ae = DcAe::random(arch.clone(), cfg.seed, &device, Precision::F32)?;
+    let names: Names = ae.names.iter().cloned().collect();
+    let model = replace(ae.model, &names, r.model, &device, &|_| false);
+    let model = replace(model, &names, r.ema, &device, &|_| false);
+    let dir = cfg.out_dir.join("model");
+    // The perceptual weights the run used, as its record states.
+    let perceptual = std::fs::read_to_string(cfg.out_dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v.get("perceptual")
+                .and_then(|p| p.as_str().map(String::from))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    export(
+        &model,
+        &names,
+        &arch,
+        &dir,
+        &cfg.model.export_dtype,
+        &perceptual,
+        r.step,
+    )?;
+    Ok(dir)
 }
 
 fn scalar<const D: usize>(t: &Tensor<D>) -> f64 {
@@ -747,7 +790,7 @@ pub fn export(
     arch: &DcAeConfig,
     dir: &Path,
     dtype: &str,
-    lpips: &Option<LpipsSource>,
+    perceptual: &str,
     step: u64,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -756,11 +799,13 @@ pub fn export(
     for (k, v) in values(model, names) {
         let mut t = host(&v)?;
         t.shape = shapes.get(&k).cloned().unwrap_or(t.shape);
+        // diffusers keeps the attention projections as nn.Linear: [out, in], not [out, in, 1, 1].
+        let linear = |shape: &[usize]| shape[..2].to_vec();
         if let Some(prefix) = k.strip_suffix(".attn.qkv.weight") {
             let rows = t.shape[0] / 3;
             let per = t.data.len() / 3;
             for (i, part) in ["to_q", "to_k", "to_v"].iter().enumerate() {
-                let mut shape = t.shape.clone();
+                let mut shape = linear(&t.shape);
                 shape[0] = rows;
                 out.push((
                     format!("{prefix}.attn.{part}.weight"),
@@ -770,6 +815,9 @@ pub fn export(
                     },
                 ));
             }
+        } else if k.ends_with(".attn.to_out.weight") && t.shape.len() == 4 {
+            t.shape = linear(&t.shape);
+            out.push((k, t));
         } else {
             out.push((k, t));
         }
@@ -782,13 +830,7 @@ pub fn export(
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("dcae_train_step".to_string(), step.to_string()),
-        (
-            "dcae_perceptual".to_string(),
-            lpips
-                .as_ref()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "none".into()),
-        ),
+        ("dcae_perceptual".to_string(), perceptual.to_string()),
     ]);
     let refs: Vec<(&str, &HostTensor)> = out.iter().map(|(k, t)| (k.as_str(), t)).collect();
     write_tensors_as(
