@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use dcae::burn::tensor::{Device, Tensor, TensorData};
-use dcae::tensor_io::TensorFile;
+use dcae::tensor_io::{HostTensor, TensorFile, write_tensors};
+use dcae::train::lpips::read_any_tensors;
 use dcae::train::lpips::{Lpips, LpipsVariant};
 
 fn weights() -> PathBuf {
@@ -76,4 +77,61 @@ fn wrong_files_are_clear_errors() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/lpips_stlpips_vgg.safetensors");
     let e = Lpips::load(&[fixture], &device).unwrap_err().to_string();
     assert!(e.contains("VGG16 convolutions"), "{e}");
+}
+
+/// The standard LPIPS v0.1 path (max-pooling VGG16, torchvision `features.N` keys, LPIPS heads
+/// in a second file) against the `lpips` 0.1.4 package run with the same 13 convolutions.
+#[test]
+fn standard_vgg_from_two_files_matches_the_lpips_package() {
+    let device = Device::flex();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
+    // torchvision's vgg16.features indices of the 13 convolutions, in order.
+    let std_idx = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
+    let st = read_any_tensors(&weights()).unwrap();
+    let mut convs: Vec<(usize, String)> = st
+        .keys()
+        .filter(|k| k.starts_with("net.slice") && k.ends_with(".weight"))
+        .map(|k| (k.split('.').nth(2).unwrap().parse().unwrap(), k.clone()))
+        .collect();
+    convs.sort();
+    assert_eq!(convs.len(), 13);
+    let mut renamed: Vec<(String, HostTensor)> = Vec::new();
+    for ((_, k), i) in convs.iter().zip(std_idx) {
+        let bias = k.replace(".weight", ".bias");
+        renamed.push((format!("features.{i}.weight"), st[k].clone()));
+        renamed.push((format!("features.{i}.bias"), st[&bias].clone()));
+    }
+    let dir = std::env::temp_dir().join(format!("dcae-lpips-std-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let backbone = dir.join("vgg16_features.safetensors");
+    let refs: Vec<(&str, &HostTensor)> = renamed.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    write_tensors(&backbone, &refs, None).unwrap();
+
+    let (lpips, src) = Lpips::load(
+        &[backbone, data.join("lpips_v0.1_vgg_lin.safetensors")],
+        &device,
+    )
+    .unwrap();
+    assert_eq!(src.variant, LpipsVariant::Vgg);
+    let inputs = TensorFile::open(&data.join("lpips_stlpips_vgg.safetensors")).unwrap();
+    let want = TensorFile::open(&data.join("lpips_v0.1_vgg_reference.safetensors")).unwrap();
+    for case in ["64", "96x64"] {
+        let a = t4(&inputs, &format!("a{case}"), &device);
+        let b = t4(&inputs, &format!("b{case}"), &device);
+        let w = want.tensor(&format!("d{case}")).unwrap().data;
+        let got = lpips
+            .forward(a, b)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        println!("standard case {case}: ours {got:?} reference {w:?}");
+        for (g, w) in got.iter().zip(&w) {
+            assert!(
+                (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
+                "case {case}: {g} vs {w}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
