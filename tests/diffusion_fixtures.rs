@@ -7,7 +7,8 @@
 //! * `kind: sampler_trace`: the sampler run on the fixtures' analytic stand-in network, every
 //!   recorded state (`latents`, `pred_xstart`, `final`) and the time grids. On CPU the stand-in
 //!   is evaluated on the host; on wgpu it runs on the device like a real network.
-//! * Sana / Gemma cases belong to a later issue and are skipped with a note.
+//!   The Sana flow samplers (text-conditioned in the reference) use per-item condition ids.
+//! * Sana / Gemma network cases belong to a later issue and are skipped with a note.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +16,9 @@ use std::path::Path;
 use dcae::Precision;
 use dcae::burn::tensor::{Device, Tensor, TensorData};
 use dcae::diffusion::sampler::{self, Conditioning, DitLoop, OdeMethod, Record};
-use dcae::diffusion::schedule::{DiscreteVp, GaussianDiffusion, dpm_fast_plan, linspace_f32};
+use dcae::diffusion::schedule::{
+    DiscreteVp, GaussianDiffusion, dpm_fast_plan, flow_dpm_grid, flow_euler_grid, linspace_f32,
+};
 use dcae::diffusion::{DiffusionConfig, DiffusionModel, Taps};
 use dcae::tensor_io::TensorFile;
 use dcae_conformance::{Diff, case_dirs, fixture_root};
@@ -73,9 +76,17 @@ impl Report {
             ));
         }
         // "worst" reports model outputs and sampler states, not time grids.
-        let is_state = !["tau", "nfe", "grid", "betas", "update_t"]
-            .iter()
-            .any(|t| key.contains(t));
+        let is_state = ![
+            "tau",
+            "nfe",
+            "grid",
+            "betas",
+            "update_t",
+            "sigmas",
+            "timesteps",
+        ]
+        .iter()
+        .any(|t| key.contains(t));
         if is_state
             && self
                 .worst
@@ -242,8 +253,16 @@ fn sampler_case(
     let per = chw.iter().product::<usize>();
     let si = &cfg["standin"];
     let f = |k: &str| si[k].as_f64().unwrap() as f32;
-    let labels = read_ints(&inp_path, "labels");
-    let null = read_ints(&inp_path, "null_labels")[0];
+    // Class-conditional cases give labels; the text-conditioned (Sana) ones do not, and their
+    // stand-in only tells the two branches apart: item indices as conditions, -1 as the null.
+    let (labels, null) = if inputs.keys().iter().any(|k| k == "labels") {
+        (
+            read_ints(&inp_path, "labels"),
+            read_ints(&inp_path, "null_labels")[0],
+        )
+    } else {
+        ((0..b as i64).collect(), -1)
+    };
     let cfg_scale = cfg["guidance_scale"].as_f64().unwrap() as f32;
     let mut net = StandIn {
         a: f("A"),
@@ -433,6 +452,51 @@ fn sampler_case(
                 );
                 r
             }
+            "sana_flow_dpmsolver" | "sana_flow_euler" => {
+                let sc = &cfg["scheduler"]["scheduler_config"];
+                let dpm = which == "sana_flow_dpmsolver";
+                let shift = sc[if dpm { "flow_shift" } else { "shift" }]
+                    .as_f64()
+                    .expect("scheduler_config has the flow shift");
+                let grid = if dpm {
+                    flow_dpm_grid(n, shift)
+                } else {
+                    flow_euler_grid(n, shift)
+                };
+                rep.check(&format!("{p}sigmas"), &grid.sigmas, &want("sigmas"), 0.0);
+                let timesteps: Vec<f32> = if dpm {
+                    // int64 in the reference: the truncation is part of what is checked.
+                    read_ints(&dir.join("expected.safetensors"), &format!("{p}timesteps"))
+                        .iter()
+                        .map(|&t| t as f32)
+                        .collect()
+                } else {
+                    want("timesteps")
+                };
+                rep.check(&format!("{p}timesteps"), &grid.model_tau, &timesteps, 0.0);
+                let x_t = inputs.tensor("x_T").unwrap().data;
+                let run = if dpm {
+                    sampler::flow_dpm_solver
+                } else {
+                    sampler::flow_euler
+                };
+                let r = run(
+                    &mut net,
+                    &cond,
+                    x_t,
+                    n,
+                    shift,
+                    Some(&mut rec),
+                    &mut no_progress,
+                );
+                rep.check(
+                    &format!("{p}model_tau"),
+                    &rec.nfe_tau,
+                    &want("model_tau"),
+                    0.0,
+                );
+                r
+            }
             other => panic!("dispatch error: {other}"),
         };
         match result {
@@ -463,12 +527,14 @@ fn sampler_case(
 }
 
 /// Sampler names this issue implements.
-const SAMPLERS: [&str; 5] = [
+const SAMPLERS: [&str; 7] = [
     "uvit_dpmsolver",
     "usit_ode_heun2",
     "usit_ode_dopri5",
     "dit_ddpm",
     "dit_ddim",
+    "sana_flow_dpmsolver",
+    "sana_flow_euler",
 ];
 
 /// Runs every case the engine covers on `device`. Sampler arithmetic is host f32 on every
@@ -495,9 +561,7 @@ fn run_all(device: &Device, label: &str, device_standin: bool) {
             "sampler_trace" => {
                 let which = cfg["sampler"].as_str().unwrap_or(name);
                 if !SAMPLERS.contains(&which) {
-                    println!(
-                        "[{label}] skip {name}: sampler `{which}` is not in scope (Sana samplers: later issue)"
-                    );
+                    println!("[{label}] skip {name}: sampler `{which}` is not implemented");
                     continue;
                 }
                 sampler_case(dir, &cfg, which, device_standin.then_some(device))

@@ -5,7 +5,10 @@
 //! ([`Denoiser`]) runs on the device. Each sampler reproduces its reference's update order and
 //! its classifier-free guidance combination (see `shared/fixtures/diffusion/samplers/*`).
 
-use super::schedule::{DiscreteVp, GaussianDiffusion, dopri5, dpm_fast_plan, linspace_f32};
+use super::schedule::{
+    DiscreteVp, GaussianDiffusion, dopri5, dpm_fast_plan, flow_dpm_grid, flow_euler_grid,
+    linspace_f32,
+};
 use crate::error::{Error, Result};
 
 /// The network as the samplers see it.
@@ -110,6 +113,25 @@ fn first_channels(out: &[f32], b: usize, chw: [usize; 3]) -> Vec<f32> {
     (0..b)
         .flat_map(|i| out[i * per_out..i * per_out + per].iter().copied())
         .collect()
+}
+
+/// Guided velocity of the flow samplers, `uncond + scale (cond - uncond)` (the SiT and Sana
+/// convention), from one doubled call. Sana orders its batch `[uncond, cond]`; rows are
+/// independent, so our `[cond, uncond]` gives the same values.
+fn guided_velocity(
+    net: &mut dyn Denoiser,
+    cond: &Conditioning,
+    x: &[f32],
+    tau: f32,
+    rec: &mut Option<&mut Record>,
+) -> Result<Vec<f32>> {
+    let (b, chw) = (cond.batch(), cond.chw);
+    let (c, u) = cfg_call(net, cond, x, tau, rec)?;
+    let (c, u) = (first_channels(&c, b, chw), first_channels(&u, b, chw));
+    Ok(u.iter()
+        .zip(&c)
+        .map(|(&uv, &cv)| uv + cond.cfg * (cv - uv))
+        .collect())
 }
 
 /// U-ViT's DPM-Solver ("fast", singlestep order 3, data prediction, uniform-in-t grid).
@@ -355,14 +377,8 @@ pub fn sit_ode(
             "the SiT ODE needs at least 2 grid points".into(),
         ));
     }
-    let chw = cond.chw;
     let mut drift = |t: f32, x: &[f32], rec: &mut Option<&mut Record>| -> Result<Vec<f32>> {
-        let (c, u) = cfg_call(net, cond, x, t, rec)?;
-        let (c, u) = (first_channels(&c, b, chw), first_channels(&u, b, chw));
-        Ok(u.iter()
-            .zip(&c)
-            .map(|(&uv, &cv)| uv + cond.cfg * (cv - uv))
-            .collect())
+        guided_velocity(net, cond, x, t, rec)
     };
     let grid = linspace_f32(0.0, 1.0, num_steps);
     let mut x = x0;
@@ -561,4 +577,117 @@ fn dopri5_integrate(
         progress(gt);
     }
     Ok(out)
+}
+
+fn check_flow_args(
+    what: &str,
+    cond: &Conditioning,
+    x_t: &[f32],
+    steps: usize,
+    shift: f64,
+) -> Result<()> {
+    check_len("initial latent", x_t.len(), cond.batch() * cond.per_item())?;
+    if steps == 0 {
+        return Err(Error::Input(format!("{what} needs at least 1 step")));
+    }
+    // A non-positive shift maps sigmas outside (0, 1].
+    if !(shift.is_finite() && shift > 0.0) {
+        return Err(Error::Input(format!(
+            "{what}: the flow shift must be positive, got {shift}"
+        )));
+    }
+    Ok(())
+}
+
+/// Sana's flow DPM-Solver++ 2M: diffusers' `DPMSolverMultistepScheduler` with flow sigmas,
+/// `flow_prediction`, midpoint, final sigma 0, on [`flow_dpm_grid`]. `labels` pick the
+/// condition of each item (for a text model: the prompt), `null_class` the unconditional one.
+/// The network sees the integer timesteps; the update runs in float32 on the float sigmas,
+/// term by term as the reference writes it.
+pub fn flow_dpm_solver(
+    net: &mut dyn Denoiser,
+    cond: &Conditioning,
+    x_t: Vec<f32>,
+    steps: usize,
+    shift: f64,
+    mut rec: Option<&mut Record>,
+    progress: Progress,
+) -> Result<Vec<f32>> {
+    check_flow_args("the flow DPM-Solver", cond, &x_t, steps, shift)?;
+    let grid = flow_dpm_grid(steps, shift);
+    let sig = &grid.sigmas;
+    // Flow sigmas: alpha = 1 - sigma; lambda is +inf at the final sigma 0.
+    let lambda = |s: f32| (1.0 - s).ln() - s.ln();
+    let mut x = x_t;
+    if let Some(r) = rec.as_deref_mut() {
+        r.latents.push(x.clone());
+    }
+    // The previous step's data prediction and its lambda (the multistep history).
+    let mut prev: Option<(Vec<f32>, f32)> = None;
+    for i in 0..steps {
+        let v = guided_velocity(net, cond, &x, grid.model_tau[i], &mut rec)?;
+        let (sig_s, sig_t) = (sig[i], sig[i + 1]);
+        let x0: Vec<f32> = x.iter().zip(&v).map(|(&xv, &vv)| xv - sig_s * vv).collect();
+        let (lam_s, lam_t) = (lambda(sig_s), lambda(sig_t));
+        let h = lam_t - lam_s;
+        let ratio = sig_t / sig_s;
+        let coef = (1.0 - sig_t) * ((-h).exp() - 1.0);
+        // First order without history, and at the last step (final sigma 0 forces it), where
+        // it returns x0 exactly.
+        x = match prev.as_ref().filter(|_| i + 1 < steps) {
+            None => x
+                .iter()
+                .zip(&x0)
+                .map(|(&xv, &d)| ratio * xv - coef * d)
+                .collect(),
+            Some((x0_prev, lam_prev)) => {
+                let inv_r0 = 1.0 / ((lam_s - lam_prev) / h);
+                let half = 0.5 * coef;
+                (0..x.len())
+                    .map(|k| {
+                        let d1 = inv_r0 * (x0[k] - x0_prev[k]);
+                        ratio * x[k] - coef * x0[k] - half * d1
+                    })
+                    .collect()
+            }
+        };
+        prev = Some((x0, lam_s));
+        if let Some(r) = rec.as_deref_mut() {
+            r.latents.push(x.clone());
+        }
+        progress((i + 1) as f32 / steps as f32);
+    }
+    Ok(x)
+}
+
+/// diffusers' `FlowMatchEulerDiscreteScheduler`: `x += (sigma_next - sigma) v` on
+/// [`flow_euler_grid`], the network seeing the float timesteps. Conditioning as in
+/// [`flow_dpm_solver`].
+pub fn flow_euler(
+    net: &mut dyn Denoiser,
+    cond: &Conditioning,
+    x_t: Vec<f32>,
+    steps: usize,
+    shift: f64,
+    mut rec: Option<&mut Record>,
+    progress: Progress,
+) -> Result<Vec<f32>> {
+    check_flow_args("the flow Euler sampler", cond, &x_t, steps, shift)?;
+    let grid = flow_euler_grid(steps, shift);
+    let mut x = x_t;
+    if let Some(r) = rec.as_deref_mut() {
+        r.latents.push(x.clone());
+    }
+    for i in 0..steps {
+        let v = guided_velocity(net, cond, &x, grid.model_tau[i], &mut rec)?;
+        let dt = grid.sigmas[i + 1] - grid.sigmas[i];
+        for (xv, vv) in x.iter_mut().zip(&v) {
+            *xv += dt * vv;
+        }
+        if let Some(r) = rec.as_deref_mut() {
+            r.latents.push(x.clone());
+        }
+        progress((i + 1) as f32 / steps as f32);
+    }
+    Ok(x)
 }

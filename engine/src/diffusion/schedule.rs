@@ -21,6 +21,71 @@ pub fn linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
         .collect()
 }
 
+/// numpy.linspace for float64: `start + i * step`, the last point set to `end` exactly.
+pub fn linspace_f64(start: f64, end: f64, steps: usize) -> Vec<f64> {
+    if steps == 1 {
+        return vec![start];
+    }
+    let step = (end - start) / (steps - 1) as f64;
+    let mut v: Vec<f64> = (0..steps).map(|i| i as f64 * step + start).collect();
+    v[steps - 1] = end;
+    v
+}
+
+/// Resolution shift of a flow-matching sigma (SD3 / Sana): `shift s / (1 + (shift - 1) s)`,
+/// which spends more steps at high noise for shift > 1.
+pub fn flow_shift(sigma: f64, shift: f64) -> f64 {
+    shift * sigma / (1.0 + (shift - 1.0) * sigma)
+}
+
+/// A flow-matching time grid (sigma 1 = noise, 0 = data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowGrid {
+    /// `steps + 1` float32 sigmas, decreasing, the last one 0.
+    pub sigmas: Vec<f32>,
+    /// The time input the network receives at each step (`steps` values in [0, 1000]).
+    pub model_tau: Vec<f32>,
+}
+
+/// diffusers' `DPMSolverMultistepScheduler(use_flow_sigmas, final_sigmas_type="zero")` grid:
+/// `1 - linspace(1, 1/1000, N + 1)` shifted and reversed, minus its last point, then a final 0.
+/// The network sees `sigma * 1000` **truncated to an integer** (the reference casts the
+/// timesteps to int64), while the solver uses the untruncated float32 sigmas.
+pub fn flow_dpm_grid(steps: usize, shift: f64) -> FlowGrid {
+    let mut shifted: Vec<f64> = linspace_f64(1.0, 1.0 / 1000.0, steps + 1)
+        .into_iter()
+        .map(|a| flow_shift(1.0 - a, shift))
+        .rev()
+        .collect();
+    shifted.pop();
+    let model_tau = shifted
+        .iter()
+        .map(|&s| (s * 1000.0).trunc() as f32)
+        .collect();
+    let mut sigmas: Vec<f32> = shifted.iter().map(|&s| s as f32).collect();
+    sigmas.push(0.0);
+    FlowGrid { sigmas, model_tau }
+}
+
+/// diffusers' `FlowMatchEulerDiscreteScheduler(shift)` grid: timesteps from 1000 down to
+/// `1000 sigma_min`, where `sigma_min` is the *already shifted* float32 sigma of training step
+/// 1 (the scheduler's own table), so the shift applies twice at the low end; then
+/// `sigma = shift(t / 1000)` in float64, cast to float32, and the network sees `1000 sigma` in
+/// float32 (not truncated).
+pub fn flow_euler_grid(steps: usize, shift: f64) -> FlowGrid {
+    let s = 1.0f32 / 1000.0;
+    let (sh, one) = (shift as f32, 1.0f32);
+    let sigma_min = f64::from(sh * s / (one + (sh - one) * s));
+    let sigmas_f: Vec<f32> = linspace_f64(1000.0, sigma_min * 1000.0, steps)
+        .into_iter()
+        .map(|t| flow_shift(t / 1000.0, shift) as f32)
+        .collect();
+    let model_tau = sigmas_f.iter().map(|&s| s * 1000.0).collect();
+    let mut sigmas = sigmas_f;
+    sigmas.push(0.0);
+    FlowGrid { sigmas, model_tau }
+}
+
 /// Piecewise-linear interpolation through ascending knots `xs`, extrapolating the end segments
 /// (DPM-Solver's `interpolate_fn`).
 fn interp(x: f64, xs: &[f64], ys: &[f64]) -> f64 {
@@ -382,6 +447,56 @@ mod tests {
             assert!((g.alphas_cumprod[i] - full.alphas_cumprod[m]).abs() < 1e-12);
         }
         assert!(g.posterior_log_variance_clipped[0] == g.posterior_log_variance_clipped[1]);
+    }
+
+    #[test]
+    fn numpy_linspace_keeps_both_ends() {
+        let g = linspace_f64(1.0, 0.001, 11);
+        assert_eq!((g[0], g[10]), (1.0, 0.001));
+        assert!((g[5] - 0.5005).abs() < 1e-15);
+        assert_eq!(linspace_f64(3.0, 7.0, 1), vec![3.0]);
+    }
+
+    #[test]
+    fn flow_dpm_grid_matches_diffusers() {
+        let shift = 3.0;
+        for n in [1, 10, 20] {
+            let g = flow_dpm_grid(n, shift);
+            assert_eq!((g.sigmas.len(), g.model_tau.len()), (n + 1, n));
+            assert_eq!(g.sigmas[n], 0.0);
+            // First sigma: shift(1 - 1/1000) = 2.997 / 2.998.
+            assert_eq!(g.sigmas[0], (2.997f64 / 2.998) as f32);
+            for (s, t) in g.sigmas.iter().zip(&g.model_tau) {
+                assert_eq!(*t, t.trunc(), "integer timesteps");
+                // Truncation of the float64 value; the float32 sigma is within rounding of it.
+                assert!(*t <= s * 1000.0 + 1e-3 && s * 1000.0 - t < 1.0 + 1e-3);
+            }
+        }
+        // The int64 timesteps of diffusers 0.42.1 (fixture samplers/sana_flow_dpmsolver, s10).
+        let want = [999., 963., 922., 874., 817., 749., 666., 562., 428., 249.];
+        assert_eq!(flow_dpm_grid(10, shift).model_tau, want);
+    }
+
+    #[test]
+    fn flow_euler_grid_matches_diffusers() {
+        let shift = 3.0;
+        for n in [1, 10, 20] {
+            let g = flow_euler_grid(n, shift);
+            assert_eq!((g.sigmas.len(), g.model_tau.len()), (n + 1, n));
+            assert_eq!(
+                (g.sigmas[0], g.model_tau[0], g.sigmas[n]),
+                (1.0, 1000.0, 0.0)
+            );
+            for (s, t) in g.sigmas.iter().zip(&g.model_tau) {
+                assert_eq!(*t, s * 1000.0);
+            }
+        }
+        // The last sigma is shifted twice: shift(shift(1/1000)) = shift(0.003 / 1.002)
+        // = 0.009 / 1.008 = 1/112.
+        let g = flow_euler_grid(10, shift);
+        assert!((f64::from(g.sigmas[9]) - 1.0 / 112.0).abs() < 1e-9);
+        // Step 1 of 10 in diffusers 0.42.1 (fixture samplers/sana_flow_euler, s10).
+        assert_eq!(g.model_tau[1], 960.129_33);
     }
 
     #[test]
