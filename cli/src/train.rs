@@ -37,10 +37,13 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
     );
     let outcome = train(&cfg, &text, resume, &stop, &mut |e| match e {
         Event::Start { perceptual, .. } => {
-            pb.println(format!(
-                "perceptual loss: {}",
-                perceptual.unwrap_or_else(|| "none (perceptual_weight 0)".into())
-            ));
+            say(
+                &pb,
+                format!(
+                    "perceptual loss: {}",
+                    perceptual.unwrap_or_else(|| "none (perceptual_weight 0)".into())
+                ),
+            );
         }
         Event::Phase {
             phase,
@@ -52,9 +55,12 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
             pb.set_prefix(phase.to_string());
             pb.set_position(start);
             pb.reset_eta();
-            pb.println(format!(
-                "phase {phase}: steps {start}..{end}, training {trainable_params} of {total_params} parameters"
-            ));
+            say(
+                &pb,
+                format!(
+                    "phase {phase}: steps {start}..{end}, training {trainable_params} of {total_params} parameters"
+                ),
+            );
         }
         Event::Step {
             step, loss, lpips, ..
@@ -63,10 +69,13 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
             pb.set_message(format!("loss {loss:.4} lpips {lpips:.4}"));
         }
         Event::Validation { step, psnr, ssim } => {
-            pb.println(format!("step {step}: val psnr={psnr:.2} dB ssim={ssim:.4}"));
+            say(
+                &pb,
+                format!("step {step}: val psnr={psnr:.2} dB ssim={ssim:.4}"),
+            );
         }
         Event::Checkpoint { step, path } => {
-            pb.println(format!("step {step}: checkpoint {}", path.display()));
+            say(&pb, format!("step {step}: checkpoint {}", path.display()));
         }
     })?;
     pb.finish_and_clear();
@@ -253,5 +262,15 @@ fn shrink(img: &RgbF32, max_side: usize) -> RgbF32 {
         width: w,
         height: h,
         data,
+    }
+}
+
+/// A line above the progress bar, or on stderr when the bar is hidden (output not a terminal,
+/// e.g. a log file), where indicatif would drop it.
+fn say(pb: &ProgressBar, msg: String) {
+    if pb.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        pb.println(msg);
     }
 }
