@@ -383,17 +383,17 @@ pub fn train(
             step += 1;
 
             let secs = t0.elapsed().as_secs_f64();
+            let l1_val = scalar(&l1);
             if step.is_multiple_of(cfg.schedule.log_every) || step == phase_end {
                 log.row(&format!(
-                    "{step},{phase},{rec_val:.6},{:.6},{lp_val:.6},{gan_val:.6},{disc_val:.6},{lambda:.6},{grad_norm:.6},{lr:.3e},{secs:.3}",
-                    scalar(&l1)
+                    "{step},{phase},{rec_val:.6},{l1_val:.6},{lp_val:.6},{gan_val:.6},{disc_val:.6},{lambda:.6},{grad_norm:.6},{lr:.3e},{secs:.3}",
                 ))?;
             }
             on(Event::Step {
                 step,
                 phase,
                 loss: rec_val,
-                l1: scalar(&l1),
+                l1: l1_val,
                 lpips: lp_val,
                 seconds: secs,
             });
