@@ -5,13 +5,10 @@ use std::path::PathBuf;
 /// Errors returned by the DC-AE engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file could not be read or written. The OS error is part of the message rather than a
+    /// `#[source]`, so `anyhow`'s `{:#}` does not print it twice.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     /// `config.json` is not valid JSON or has a field of the wrong type.
     #[error("invalid config {path}: {message}")]
     Config { path: PathBuf, message: String },
@@ -64,7 +61,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }
