@@ -160,7 +160,7 @@ pub fn run_eval(
             &device,
         );
         let spec = dcae::tiling::TileSpec::auto(h, w);
-        let z = model.encode_tiled(x, spec, &mut |_, _| {})?;
+        let z = model.encode_tiled(x.clone(), spec, &mut |_, _| {})?;
         let latent_values = z.dims()[1..].iter().product::<usize>();
         let y = model.decode_tiled(z, spec, &mut |_, _| {})?;
         let data = y
@@ -182,10 +182,6 @@ pub fn run_eval(
         let bpsnr = metrics::psnr_u8(a.as_raw(), base.as_raw());
         let lp = match &lpips {
             Some(l) => {
-                let x = dcae::burn::tensor::Tensor::<4>::from_data(
-                    dcae::burn::tensor::TensorData::new(img.data.clone(), [1, 3, h, w]),
-                    &device,
-                );
                 let v = l
                     .forward(x, y.clamp(-1.0, 1.0))
                     .into_data()
@@ -251,18 +247,7 @@ fn shrink(img: &RgbF32, max_side: usize) -> RgbF32 {
         h,
         image::imageops::FilterType::CatmullRom,
     );
-    let (w, h) = (w as usize, h as usize);
-    let mut data = vec![0f32; 3 * w * h];
-    for (i, p) in small.pixels().enumerate() {
-        for c in 0..3 {
-            data[c * w * h + i] = f32::from(p[c]) / 127.5 - 1.0;
-        }
-    }
-    RgbF32 {
-        width: w,
-        height: h,
-        data,
-    }
+    RgbF32::from_rgb8(&small)
 }
 
 /// A line above the progress bar, or on stderr when the bar is hidden (output not a terminal,

@@ -110,6 +110,22 @@ pub fn load_image(path: &Path) -> Result<(RgbF32, Vec<String>)> {
 }
 
 impl RgbF32 {
+    /// An 8-bit RGB image to planar [-1, 1].
+    pub fn from_rgb8(img: &image::RgbImage) -> RgbF32 {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let mut data = vec![0f32; 3 * w * h];
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                data[c * w * h + i] = f32::from(p[c]) / 127.5 - 1.0;
+            }
+        }
+        RgbF32 {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
     /// Crops `[x0, x0+w) x [y0, y0+h)`.
     pub fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> RgbF32 {
         let mut data = Vec::with_capacity(3 * w * h);
