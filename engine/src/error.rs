@@ -52,6 +52,21 @@ pub enum Error {
     /// The requested backend could not be initialised.
     #[error("backend {backend}: {message}")]
     Backend { backend: String, message: String },
+    /// A Hugging Face hub request failed (network, HTTP status, missing headers).
+    #[error("download {url}: {message}")]
+    Download { url: String, message: String },
+    /// A downloaded file does not match the checksum the hub sent; it was discarded.
+    #[error(
+        "checksum mismatch for {file}: the hub says {expected}, the received bytes hash to {found}; the download was discarded"
+    )]
+    Checksum {
+        file: String,
+        expected: String,
+        found: String,
+    },
+    /// The download was cancelled; no partial file is left behind.
+    #[error("download cancelled")]
+    Cancelled,
 }
 
 /// Engine result type.

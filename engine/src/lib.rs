@@ -15,6 +15,7 @@ pub mod encoder;
 pub mod error;
 pub mod evit;
 pub mod glumbconv;
+pub mod hub;
 pub mod image_io;
 pub mod layers;
 pub mod metrics;
