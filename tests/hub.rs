@@ -1,0 +1,320 @@
+//! `dcae::hub` against a local stand-in for the Hugging Face hub (`hub_server.rs`): the
+//! standard cache layout, cache hits without requests, checksum failures, cancellation and
+//! network errors. The real hub is not reachable from the sandbox.
+
+mod hub_server;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dcae::burn::tensor::{Tensor, TensorData};
+use dcae::hub::{self, DownloadProgress, HubOptions, git_blob_sha1, sha256_hex};
+use dcae::tensor_io::read_tensor;
+use dcae::{Backend, DcAe, Error, Precision};
+use dcae_conformance::fixture_root;
+use hub_server::{COMMIT, REPO, WEIGHTS};
+
+fn fixture_model() -> PathBuf {
+    fixture_root("DCAE_FIXTURES", "dcae").join("f32c32-sana-96x128-b2")
+}
+
+fn temp_cache(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dcae-hub-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn options(endpoint: &str, cache: &Path) -> HubOptions {
+    HubOptions {
+        endpoint: endpoint.to_string(),
+        cache_dir: cache.to_path_buf(),
+        revision: "main".into(),
+        token: None,
+    }
+}
+
+/// A stand-in serving the fixture model, an empty cache and options pointing at both.
+fn setup(name: &str) -> (hub_server::StandIn, PathBuf, HubOptions) {
+    let server = hub_server::start(hub_server::fixture_files(&fixture_model()));
+    let cache = temp_cache(name);
+    let opts = options(&server.endpoint, &cache);
+    (server, cache, opts)
+}
+
+fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
+    cache.join(format!("models--{}", repo.replace('/', "--")))
+}
+
+/// Every file (not folder) under `dir`, relative, sorted; empty if `dir` does not exist.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn download(
+    repo: &str,
+    opts: &HubOptions,
+    mut on_progress: impl FnMut(&DownloadProgress, &AtomicBool),
+) -> (dcae::Result<PathBuf>, Vec<DownloadProgress>) {
+    let cancel = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let r = hub::download_model(
+        repo,
+        opts,
+        &mut |p| {
+            on_progress(&p, &cancel);
+            seen.push(p);
+        },
+        &cancel,
+    );
+    (r, seen)
+}
+
+fn encode_input(model: &DcAe) -> Vec<f32> {
+    let x = read_tensor(&fixture_model().join("input.safetensors"), "image").unwrap();
+    let s = &x.shape;
+    let t = Tensor::<4>::from_data(
+        TensorData::new(x.data.clone(), [s[0], s[1], s[2], s[3]]),
+        &model.device,
+    );
+    model
+        .encode(t)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn download_gives_the_hf_cache_layout_and_a_loadable_model() {
+    let (server, cache, mut opts) = setup("layout");
+    opts.token = Some("hf_test_token".into());
+    let (r, seen) = download(REPO, &opts, |_, _| {});
+    let snapshot = r.unwrap_or_else(|e| panic!("{e}"));
+
+    let repo = repo_dir(&cache, REPO);
+    assert_eq!(snapshot, repo.join("snapshots").join(COMMIT));
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main")).unwrap(),
+        COMMIT
+    );
+    let config = std::fs::read(fixture_model().join("config.json")).unwrap();
+    let weights = std::fs::read(fixture_model().join("model.safetensors")).unwrap();
+    let (cfg_etag, w_etag) = (git_blob_sha1(&config), sha256_hex(&weights));
+    let mut expected = vec![
+        format!("blobs/{cfg_etag}"),
+        format!("blobs/{w_etag}"),
+        "refs/main".to_string(),
+        format!("snapshots/{COMMIT}/config.json"),
+        format!("snapshots/{COMMIT}/{WEIGHTS}"),
+    ];
+    expected.sort();
+    assert_eq!(files_under(&repo), expected);
+    // Snapshot entries are relative symlinks into blobs/, as huggingface_hub makes them.
+    #[cfg(unix)]
+    for (file, etag) in [("config.json", &cfg_etag), (WEIGHTS, &w_etag)] {
+        let link = std::fs::read_link(snapshot.join(file)).unwrap();
+        assert_eq!(link, Path::new("../../blobs").join(etag), "{file}");
+    }
+    assert_eq!(std::fs::read(snapshot.join(WEIGHTS)).unwrap(), weights);
+    assert_eq!(std::fs::read(snapshot.join("config.json")).unwrap(), config);
+
+    // Progress: from 0 to the full size for each file, the weights in several chunks.
+    let w: Vec<_> = seen.iter().filter(|p| p.file == WEIGHTS).collect();
+    assert!(w.len() > 3, "{} progress reports", w.len());
+    assert_eq!(w[0].done_bytes, 0);
+    assert!(w.iter().all(|p| p.total_bytes == weights.len() as u64));
+    assert_eq!(w.last().unwrap().done_bytes, weights.len() as u64);
+
+    // The weights after the config are requested at the config's commit, not the branch.
+    let log = server.log();
+    assert!(
+        log.contains(&format!("HEAD /{REPO}/resolve/main/config.json")),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&format!("GET /{REPO}/resolve/{COMMIT}/{WEIGHTS}")),
+        "{log:?}"
+    );
+    assert!(log.contains(&format!("GET /blob/{w_etag}")), "{log:?}");
+    // The token goes to the hub's resolve URLs.
+    let auth = server.auth.lock().unwrap().clone();
+    assert!(auth.iter().all(|a| a == "Bearer hf_test_token"), "{auth:?}");
+
+    // The downloaded folder loads and holds the fixture's weights.
+    let device = Backend::Cpu.device().unwrap();
+    let got = DcAe::load(&snapshot, &device, Precision::F32).unwrap();
+    let want = DcAe::load(&fixture_model(), &device, Precision::F32).unwrap();
+    assert_eq!(got.num_params(), want.num_params());
+    assert_eq!(encode_input(&got), encode_input(&want));
+
+    // A second call is answered from the cache: no request at all.
+    let before = server.requests();
+    let (again, seen) = download(REPO, &opts, |_, _| {});
+    assert_eq!(again.unwrap(), snapshot);
+    assert_eq!(server.requests(), before, "{:?}", server.log());
+    assert!(seen.is_empty());
+    assert_eq!(
+        hub::cached_model(REPO, &opts).unwrap(),
+        Some(snapshot.clone())
+    );
+    // A commit hash as revision finds its snapshot directly (no refs/<commit> needed).
+    let mut pinned = opts.clone();
+    pinned.revision = COMMIT.into();
+    assert!(!repo.join("refs").join(COMMIT).exists());
+    assert_eq!(download(REPO, &pinned, |_, _| {}).0.unwrap(), snapshot);
+    assert_eq!(server.requests(), before);
+    // Short official names resolve to their repo before the lookup (none is cached here).
+    assert_eq!(
+        hub::cached_model("dc-ae-f32c32-sana-1.1", &opts).unwrap(),
+        None
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn corrupted_bytes_are_a_checksum_error_and_cache_nothing() {
+    let (server, cache, opts) = setup("corrupt");
+    server.behaviour.corrupt_lfs.store(true, Ordering::SeqCst);
+    let (r, _) = download(REPO, &opts, |_, _| {});
+    let weights = std::fs::read(fixture_model().join("model.safetensors")).unwrap();
+    match r {
+        Err(Error::Checksum {
+            file,
+            expected,
+            found,
+        }) => {
+            assert_eq!(file, format!("{REPO}/{WEIGHTS}"));
+            assert_eq!(expected, sha256_hex(&weights));
+            assert_ne!(found, expected);
+        }
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+    // Nothing in blobs/ (not even the verified config), snapshots/ or refs/.
+    assert_eq!(files_under(&repo_dir(&cache, REPO)), Vec::<String>::new());
+    assert_eq!(hub::cached_model(REPO, &opts).unwrap(), None);
+
+    // Once the bytes arrive intact, the same cache works.
+    server.behaviour.corrupt_lfs.store(false, Ordering::SeqCst);
+    let (r, _) = download(REPO, &opts, |_, _| {});
+    assert!(r.unwrap().join(WEIGHTS).is_file());
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn cancel_mid_file_leaves_no_partial_file() {
+    let (server, cache, opts) = setup("cancel");
+    let (r, seen) = download(REPO, &opts, |p, cancel| {
+        if p.file == WEIGHTS && p.done_bytes > 0 {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    });
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    let last = seen.last().unwrap();
+    assert!(
+        last.done_bytes > 0 && last.done_bytes < last.total_bytes,
+        "{last:?}"
+    );
+    assert_eq!(files_under(&repo_dir(&cache, REPO)), Vec::<String>::new());
+    // A flag set before the call stops it before any request.
+    let before = server.requests();
+    let cancel = AtomicBool::new(true);
+    let r = hub::download_model(REPO, &opts, &mut |_| {}, &cancel);
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    assert_eq!(server.requests(), before);
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn unreachable_server_and_missing_repo_name_the_url() {
+    let cache = temp_cache("errors");
+    let dead = hub_server::dead_endpoint();
+    let (r, _) = download(REPO, &options(&dead, &cache), |_, _| {});
+    let e = r.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Download { .. }), "{e:?}");
+    assert!(
+        msg.contains(&format!("{dead}/{REPO}/resolve/main/config.json")),
+        "{msg}"
+    );
+    assert!(msg.contains("cannot reach"), "{msg}");
+
+    let server = hub_server::start(hub_server::fixture_files(&fixture_model()));
+    let opts = options(&server.endpoint, &cache);
+    let (r, _) = download("nobody/nothing", &opts, |_, _| {});
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!(
+            "{}/nobody/nothing/resolve/main/config.json",
+            server.endpoint
+        )) && msg.contains("HTTP 404")
+            && msg.contains("Repository not found"),
+        "{msg}"
+    );
+
+    let mut bad_rev = opts.clone();
+    bad_rev.revision = "v9".into();
+    let (r, _) = download(REPO, &bad_rev, |_, _| {});
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("/resolve/v9/config.json") && msg.contains("Invalid rev id"),
+        "{msg}"
+    );
+
+    // A repo without the weights file: 404 on both names.
+    let mut files = hub_server::fixture_files(&fixture_model());
+    files.remove(WEIGHTS);
+    let server = hub_server::start(files);
+    let (r, _) = download(REPO, &options(&server.endpoint, &cache), |_, _| {});
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("has no diffusion_pytorch_model.safetensors or model.safetensors"),
+        "{msg}"
+    );
+    assert!(
+        server
+            .log()
+            .contains(&format!("HEAD /{REPO}/resolve/{COMMIT}/model.safetensors")),
+        "{:?}",
+        server.log()
+    );
+    assert_eq!(files_under(&cache), Vec::<String>::new());
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn renamed_repo_follows_the_relative_redirect() {
+    let (server, cache, opts) = setup("renamed");
+    let (r, _) = download("old-org/old-name", &opts, |_, _| {});
+    let snapshot = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        snapshot,
+        repo_dir(&cache, "old-org/old-name")
+            .join("snapshots")
+            .join(COMMIT)
+    );
+    assert!(snapshot.join(WEIGHTS).is_file());
+    let log = server.log();
+    assert!(
+        log.contains(&"HEAD /old-org/old-name/resolve/main/config.json".to_string())
+            && log.contains(&format!("HEAD /{REPO}/resolve/main/config.json")),
+        "{log:?}"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
