@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_diffusion;
+mod download;
 mod sample;
 mod train;
 
@@ -156,6 +157,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Class-conditional sampling with a UViT / DiT / USiT model, decoded to a PNG grid.
     Sample(sample::SampleArgs),
+    /// Download an official checkpoint (or any DC-AE repo) from the Hugging Face hub into its
+    /// cache and print the model folder.
+    Download(download::DownloadArgs),
     /// Show the device a backend picks and which precisions it supports.
     Info {
         #[arg(long, default_value = "wgpu")]
@@ -188,6 +192,7 @@ fn main() {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Sample(args) => sample::run(&args),
         Cmd::Info { backend } => info(backend),
+        Cmd::Download(args) => download::run(&args),
         Cmd::Train {
             config,
             resume,

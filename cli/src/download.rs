@@ -1,0 +1,119 @@
+//! `dcae download`: official checkpoints from the Hugging Face hub into its cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dcae::hub::{self, DownloadProgress, HubOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct DownloadArgs {
+    /// An official checkpoint name (see --list), e.g. dc-ae-f32c32-sana-1.1, or a Hugging Face
+    /// repo id org/name.
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// List the official checkpoints, their repos and which are in the cache.
+    #[arg(long, conflicts_with = "name")]
+    list: bool,
+    /// Hub URL (default: $HF_ENDPOINT, else https://huggingface.co).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else
+    /// ~/.cache/huggingface/hub).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Branch, tag or commit hash.
+    #[arg(long, default_value = "main")]
+    revision: String,
+}
+
+pub fn run(args: &DownloadArgs) -> Result<()> {
+    let mut opts = HubOptions::from_env()?;
+    if let Some(e) = &args.endpoint {
+        opts.endpoint = e.trim_end_matches('/').to_string();
+    }
+    if let Some(c) = &args.cache_dir {
+        opts.cache_dir = c.clone();
+    }
+    opts.revision = args.revision.clone();
+    if args.list {
+        return list(&opts);
+    }
+    let name = args
+        .name
+        .as_deref()
+        .context("name a checkpoint or repo, or pass --list")?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    // First Ctrl-C (or SIGTERM): stop at the next chunk and delete the partial file. A second
+    // one exits at once.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, cancel.clone())
+            .context("installing the signal handler")?;
+    }
+    let repo = hub::resolve_repo(name)?;
+    eprintln!(
+        "{repo} @ {} from {} into {}",
+        opts.revision,
+        opts.endpoint,
+        opts.cache_dir.display()
+    );
+    let pb = ProgressBar::hidden();
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut current = String::new();
+    let result = hub::download_model(
+        &repo,
+        &opts,
+        &mut |p: DownloadProgress| {
+            if p.file != current {
+                if !current.is_empty() {
+                    pb.println(format!("  {current} done"));
+                }
+                current = p.file.clone();
+                pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                pb.reset();
+                pb.set_length(p.total_bytes);
+                pb.set_message(p.file.clone());
+            }
+            pb.set_position(p.done_bytes);
+        },
+        &cancel,
+    );
+    pb.finish_and_clear();
+    match result {
+        Ok(dir) => {
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Err(dcae::Error::Cancelled) => {
+            eprintln!("download cancelled; no partial file was kept");
+            std::process::exit(130);
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn list(opts: &HubOptions) -> Result<()> {
+    let width = hub::official_repos()
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0);
+    for r in hub::official_repos() {
+        let cached = hub::cached_model(r.repo, opts)?
+            .map(|p| format!("  (cached: {})", p.display()))
+            .unwrap_or_default();
+        println!("{:width$}  {}{cached}", r.name, r.repo);
+    }
+    Ok(())
+}
