@@ -64,8 +64,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
-    /// The download was cancelled; no partial file is left behind.
-    #[error("download cancelled")]
+    /// The user cancelled (a download: no partial file is left behind; a tiled encode/decode:
+    /// stopped after the current tile).
+    #[error("cancelled")]
     Cancelled,
 }
 

@@ -4,7 +4,9 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::autoencoder::DcAe;
-use crate::error::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
 use crate::tiling::{TilePlan, TileSpec, blend_weights};
 
 impl DcAe {
@@ -18,6 +20,18 @@ impl DcAe {
         x: Tensor<4>,
         spec: Option<TileSpec>,
         progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<4>> {
+        self.encode_tiled_cancellable(x, spec, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Self::encode_tiled`] that stops with [`Error::Cancelled`] after the tile during which
+    /// `cancel` was set.
+    pub fn encode_tiled_cancellable(
+        &self,
+        x: Tensor<4>,
+        spec: Option<TileSpec>,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &AtomicBool,
     ) -> Result<Tensor<4>> {
         self.check_image(&x)?;
         let [b, _, h, w] = x.dims();
@@ -54,6 +68,9 @@ impl DcAe {
                 acc = acc.slice_assign(region, cur + z * mask);
                 done += 1;
                 progress(done, total);
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
             }
         }
         Ok(acc / weight_tensor(&plan, 1, &self.device))
@@ -68,6 +85,18 @@ impl DcAe {
         z: Tensor<4>,
         spec: Option<TileSpec>,
         progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor<4>> {
+        self.decode_tiled_cancellable(z, spec, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Self::decode_tiled`] that stops with [`Error::Cancelled`] after the tile during which
+    /// `cancel` was set.
+    pub fn decode_tiled_cancellable(
+        &self,
+        z: Tensor<4>,
+        spec: Option<TileSpec>,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &AtomicBool,
     ) -> Result<Tensor<4>> {
         self.check_latent(&z)?;
         let [b, c, h, w] = z.dims();
@@ -104,6 +133,9 @@ impl DcAe {
                 acc = acc.slice_assign(region, cur + y * mask);
                 done += 1;
                 progress(done, total);
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
             }
         }
         Ok(acc / weight_tensor(&plan, f, &self.device))

@@ -1,0 +1,157 @@
+//! Every user action as one [`Command`]: label, tooltip and keyboard shortcut live here, so the
+//! menus, the toolbar, presenter hotkeys and tests all go through the same handler
+//! ([`crate::app::Workbench::run`]).
+
+use egui::{Key, KeyboardShortcut, Modifiers};
+
+use crate::settings::ViewMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    OpenImages,
+    PasteImage,
+    AddModelFolder,
+    ReconstructAll,
+    CancelAll,
+    View(ViewMode),
+    ZoomIn,
+    ZoomOut,
+    ZoomFit,
+    ZoomActual,
+    ToggleTiles,
+    NextImage,
+    PrevImage,
+    NextModel,
+    SaveReconstruction,
+    SaveDifference,
+    SaveLatent,
+    SaveSheet,
+    TogglePresenter,
+    ToggleFullscreen,
+}
+
+impl Command {
+    /// Commands that have a shortcut, in the order the help overlay lists them.
+    pub const ALL: [Command; 23] = [
+        Command::OpenImages,
+        Command::PasteImage,
+        Command::AddModelFolder,
+        Command::ReconstructAll,
+        Command::CancelAll,
+        Command::View(ViewMode::Grid),
+        Command::View(ViewMode::Split),
+        Command::View(ViewMode::Difference),
+        Command::View(ViewMode::Latent),
+        Command::ZoomIn,
+        Command::ZoomOut,
+        Command::ZoomFit,
+        Command::ZoomActual,
+        Command::ToggleTiles,
+        Command::NextImage,
+        Command::PrevImage,
+        Command::NextModel,
+        Command::SaveReconstruction,
+        Command::SaveDifference,
+        Command::SaveLatent,
+        Command::SaveSheet,
+        Command::TogglePresenter,
+        Command::ToggleFullscreen,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Command::OpenImages => "Open images…",
+            Command::PasteImage => "Paste image",
+            Command::AddModelFolder => "Add model folder…",
+            Command::ReconstructAll => "Reconstruct",
+            Command::CancelAll => "Cancel",
+            Command::View(v) => v.label(),
+            Command::ZoomIn => "Zoom in",
+            Command::ZoomOut => "Zoom out",
+            Command::ZoomFit => "Fit",
+            Command::ZoomActual => "1:1 pixels",
+            Command::ToggleTiles => "Show tile grid",
+            Command::NextImage => "Next image",
+            Command::PrevImage => "Previous image",
+            Command::NextModel => "Next model",
+            Command::SaveReconstruction => "Save reconstruction…",
+            Command::SaveDifference => "Save difference map…",
+            Command::SaveLatent => "Save latent (safetensors)…",
+            Command::SaveSheet => "Save comparison sheet…",
+            Command::TogglePresenter => "Presenter mode",
+            Command::ToggleFullscreen => "Fullscreen",
+        }
+    }
+
+    pub fn tooltip(self) -> &'static str {
+        match self {
+            Command::OpenImages => "Open PNG/JPEG/WebP/… files (or drop them on the window)",
+            Command::PasteImage => "Paste an image from the clipboard",
+            Command::AddModelFolder => {
+                "Add a Hugging Face-style model folder (config.json + safetensors)"
+            }
+            Command::ReconstructAll => "Run every model on the current image",
+            Command::CancelAll => "Cancel running and queued reconstructions",
+            Command::View(_) => "Switch the central view",
+            Command::ZoomActual => "One image pixel per screen pixel",
+            Command::ToggleTiles => "Overlay the tiles large images are split into",
+            Command::NextModel => "Which model the difference and latent views show",
+            Command::SaveSheet => "PNG grid of the original and every reconstruction with metrics",
+            Command::TogglePresenter => "Fullscreen, large fonts, models pre-warmed",
+            _ => "",
+        }
+    }
+
+    pub fn shortcut(self) -> Option<KeyboardShortcut> {
+        let k = |m: Modifiers, key: Key| Some(KeyboardShortcut::new(m, key));
+        let none = Modifiers::NONE;
+        match self {
+            Command::OpenImages => k(Modifiers::COMMAND, Key::O),
+            Command::PasteImage => None, // arrives as a paste event, see app.rs
+            Command::AddModelFolder => k(Modifiers::COMMAND, Key::M),
+            Command::ReconstructAll => k(none, Key::R),
+            Command::CancelAll => k(none, Key::Escape),
+            Command::View(ViewMode::Grid) => k(none, Key::Num1),
+            Command::View(ViewMode::Split) => k(none, Key::Num2),
+            Command::View(ViewMode::Difference) => k(none, Key::Num3),
+            Command::View(ViewMode::Latent) => k(none, Key::Num4),
+            Command::ZoomIn => k(none, Key::Plus),
+            Command::ZoomOut => k(none, Key::Minus),
+            Command::ZoomFit => k(none, Key::Num0),
+            Command::ZoomActual => k(none, Key::Z),
+            Command::ToggleTiles => k(none, Key::T),
+            Command::NextImage => k(none, Key::ArrowRight),
+            Command::PrevImage => k(none, Key::ArrowLeft),
+            Command::NextModel => k(none, Key::M),
+            Command::SaveReconstruction => k(Modifiers::COMMAND, Key::S),
+            Command::SaveDifference => k(Modifiers::COMMAND, Key::D),
+            Command::SaveLatent => k(Modifiers::COMMAND, Key::L),
+            Command::SaveSheet => k(Modifiers::COMMAND | Modifiers::SHIFT, Key::S),
+            Command::TogglePresenter => k(none, Key::F5),
+            Command::ToggleFullscreen => k(none, Key::F11),
+        }
+    }
+
+    /// "Ctrl+O" etc., for menus and the help overlay.
+    pub fn shortcut_text(self, ctx: &egui::Context) -> String {
+        self.shortcut()
+            .map(|s| ctx.format_shortcut(&s))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortcuts_are_unique() {
+        let mut seen = Vec::new();
+        for c in Command::ALL {
+            if let Some(s) = c.shortcut() {
+                assert!(!seen.contains(&s), "{c:?} reuses a shortcut");
+                seen.push(s);
+            }
+        }
+    }
+}

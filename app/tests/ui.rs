@@ -1,0 +1,193 @@
+//! The workbench driven through egui_kittest: open an image, reconstruct it with a reference
+//! fixture model on the CPU, switch views, check the metrics text against the engine run on
+//! its own, and keep snapshot images of each view (`app/tests/snapshots/`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use dcae_app::settings::{BackendChoice, ViewMode};
+use dcae_app::{Startup, Workbench};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+fn fixture_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/dcae/f32c32-sana-96x128-b2")
+}
+
+/// A 100x70 crop of a real photo (not a multiple of 32: the app pads and crops back).
+fn test_image(dir: &std::path::Path) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/val/skimage_astronaut.png");
+    let img = image::open(&src).expect("astronaut").to_rgb8();
+    let crop = image::imageops::crop_imm(&img, 180, 60, 100, 70).to_image();
+    let p = dir.join("crop.png");
+    crop.save(&p).expect("write crop");
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dcae-app-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+fn harness(startup: Startup) -> Harness<'static, Workbench> {
+    Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .with_max_steps(1000)
+        .wgpu()
+        .build_eframe(move |cc| Workbench::new(cc, startup).expect("app starts"))
+}
+
+/// Steps the UI until the worker is idle (the UI keeps drawing meanwhile).
+fn wait_idle(h: &mut Harness<'static, Workbench>) {
+    let t0 = Instant::now();
+    loop {
+        h.step();
+        if !h.state().busy() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "reconstruction did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(3);
+}
+
+fn startup(images: Vec<PathBuf>) -> Startup {
+    Startup {
+        images,
+        models: vec![fixture_model()],
+        no_default_model: true,
+        no_samples: true,
+        backend: Some(BackendChoice::Cpu),
+        presenter: false,
+        screenshot: None,
+        fresh_settings: true,
+        hide_timings: true,
+    }
+}
+
+#[test]
+fn reconstruct_switch_views_and_check_metrics() {
+    let dir = tmp("views");
+    let img_path = test_image(&dir);
+    let mut h = harness(startup(vec![img_path.clone()]));
+    wait_idle(&mut h);
+    assert!(
+        h.state().messages.iter().all(|m| !m.error),
+        "{:?}",
+        h.state()
+            .messages
+            .iter()
+            .map(|m| m.text.clone())
+            .collect::<Vec<_>>()
+    );
+
+    // The same reconstruction through the engine alone.
+    let device = dcae::Backend::Cpu.device().unwrap();
+    let model = dcae_app::worker::load_model(
+        &dcae_app::worker::ModelSource::Folder(fixture_model()),
+        &device,
+    )
+    .unwrap();
+    let rgb = image::open(&img_path).unwrap().to_rgb8();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let rec = dcae_app::worker::reconstruct(&model, &rgb, None, &never, &mut |_, _, _| {}).unwrap();
+    // The fixture model has 8 latent channels; 70x100 is padded to 96x128: a 3x4 latent.
+    assert_eq!(
+        (rec.latent.channels, rec.latent.height, rec.latent.width),
+        (8, 3, 4)
+    );
+    let psnr = format!("{:.2} dB", rec.psnr);
+    let ssim = format!("{:.4}", rec.ssim.unwrap());
+
+    // Metrics table: PSNR, SSIM, latent size and the compression ratio vs the 8-bit image.
+    h.get_by_label(&psnr);
+    h.get_by_label(&ssim);
+    h.get_by_label("8x3x4");
+    h.get_by_label("96");
+    h.get_by_label("218.8x"); // 100*70*3 / 96
+    let id = h.state().model_ids()[0];
+    let line = h.state().metrics_text(id).unwrap();
+    assert!(line.starts_with(&format!("PSNR {psnr}")), "{line}");
+    h.snapshot("grid");
+
+    // Views by keyboard shortcut and by clicking their labels.
+    h.key_press(egui::Key::Num2);
+    h.run_steps(2);
+    assert_eq!(h.state().settings.view, ViewMode::Split);
+    h.get_by_label_contains("Left");
+    h.snapshot("split");
+
+    h.get_by_label("Difference").click();
+    h.run_steps(2);
+    assert_eq!(h.state().settings.view, ViewMode::Difference);
+    h.get_by_label_contains("reconstruction - original");
+    h.snapshot("difference");
+
+    h.key_press(egui::Key::Num4);
+    h.run_steps(3);
+    assert_eq!(h.state().settings.view, ViewMode::Latent);
+    h.get_by_label_contains("latent 8x3x4 = 96 values");
+    h.snapshot("latent");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_files_become_messages_not_crashes() {
+    let dir = tmp("bad");
+    let corrupt = dir.join("corrupt.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
+    let empty_model = dir.join("not-a-model");
+    std::fs::create_dir_all(&empty_model).unwrap();
+    let mut s = startup(vec![corrupt]);
+    s.models = vec![empty_model];
+    let mut h = harness(s);
+    wait_idle(&mut h);
+    let errors: Vec<String> = h
+        .state()
+        .messages
+        .iter()
+        .filter(|m| m.error)
+        .map(|m| m.text.clone())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("corrupt.png")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("not-a-model")),
+        "{errors:?}"
+    );
+    h.get_by_label_contains("cannot decode image");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn embedded_default_model_reconstructs_the_sample() {
+    let mut h = harness(Startup {
+        images: Vec::new(),
+        models: Vec::new(),
+        no_default_model: false,
+        no_samples: false,
+        backend: Some(BackendChoice::Cpu),
+        presenter: false,
+        screenshot: None,
+        fresh_settings: true,
+        hide_timings: true,
+    });
+    wait_idle(&mut h);
+    let id = h.state().model_ids()[0];
+    let line = h.state().metrics_text(id).expect("default model finished");
+    // 512x512 astronaut through f32c32: a 32x16x16 latent.
+    assert!(
+        line.contains("latent 32x16x16 = 8192 values (96.0x fewer)"),
+        "{line}"
+    );
+    assert!(h.query_all_by_label_contains("default (embedded)").count() >= 1);
+}
