@@ -20,7 +20,9 @@ use crate::command::Command;
 use crate::settings::{self, BackendChoice, Settings, TilingMode, ViewMode};
 use crate::sheet;
 use crate::view::{ZoomPan, grid_shape};
-use crate::worker::{Job, ModelInfo, ModelSource, Reconstruction, Reply, WorkerHandle};
+use crate::worker::{
+    Job, LPIPS_PENDING, ModelInfo, ModelSource, Reconstruction, Reply, WorkerHandle,
+};
 
 /// Sample photos compiled into the binary (licences in assets/images/SOURCE.md).
 pub const SAMPLES: [(&str, &[u8]); 2] = [
@@ -129,8 +131,9 @@ enum Pick {
     Save(SaveKind),
 }
 
-#[derive(Debug, Clone, Copy)]
-enum SaveKind {
+/// What File > Save writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveKind {
     Reconstruction,
     Difference,
     Latent,
@@ -171,10 +174,15 @@ pub struct Workbench {
     screenshot_image: Arc<std::sync::Mutex<Option<Arc<ColorImage>>>>,
     started: Instant,
     frame_ms: Vec<f32>,
+    /// Frame times while a reconstruction was running (the UI must keep drawing).
+    busy_frame_ms: Vec<f32>,
+    /// Seconds from start to the first reconstruction on screen.
+    first_result_s: Option<f64>,
     last_frame: Option<Instant>,
     show_help: bool,
     pending_images: usize,
     ctx: egui::Context,
+    pending_saves: usize,
     hide_timings: bool,
     download: Option<Download>,
     hub_choice: usize,
@@ -225,10 +233,13 @@ impl Workbench {
             screenshot_image: Arc::default(),
             started: Instant::now(),
             frame_ms: Vec::new(),
+            busy_frame_ms: Vec::new(),
+            first_result_s: None,
             last_frame: None,
             show_help: false,
             pending_images: 0,
             ctx: cc.egui_ctx.clone(),
+            pending_saves: 0,
             hide_timings: startup.hide_timings,
             download: None,
             hub_choice: 0,
@@ -434,14 +445,16 @@ impl Workbench {
 
     /// True while any reconstruction is queued or running.
     pub fn busy(&self) -> bool {
-        self.results
-            .values()
-            .any(|r| matches!(r.state, ResultState::Queued | ResultState::Running { .. }))
-            || self
-                .models
-                .iter()
-                .any(|m| matches!(m.state, ModelState::Loading))
+        self.results.values().any(|r| match &r.state {
+            ResultState::Queued | ResultState::Running { .. } => true,
+            ResultState::Done(d) => d.rec.lpips.as_ref().is_err_and(|e| e == LPIPS_PENDING),
+            ResultState::Failed(_) => false,
+        }) || self
+            .models
+            .iter()
+            .any(|m| matches!(m.state, ModelState::Loading))
             || self.pending_images > 0
+            || self.pending_saves > 0
     }
 
     /// Metrics line of a finished reconstruction of the current image (tests read this too).
@@ -451,6 +464,28 @@ impl Workbench {
             ResultState::Done(d) => Some(metrics_line(&d.rec, img.rgb.dimensions())),
             _ => None,
         }
+    }
+
+    fn first_metrics(&self) -> String {
+        self.models
+            .iter()
+            .filter_map(|m| {
+                let img = self.images.get(self.current)?;
+                let r = self.results.get(&(img.id, m.id))?;
+                match &r.state {
+                    ResultState::Done(d) => Some(format!(
+                        "{} on {}x{}: {:.2} s, {}",
+                        m.source.label(),
+                        img.rgb.width(),
+                        img.rgb.height(),
+                        d.rec.seconds,
+                        metrics_line(&d.rec, img.rgb.dimensions())
+                    )),
+                    _ => None,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Ids of the models, in the order shown.
@@ -655,6 +690,15 @@ impl Workbench {
         Ok(())
     }
 
+    /// Saves without a dialog (what the dialog's answer leads to; also for tests and scripts).
+    /// Runs on a thread; the result appears as a message.
+    pub fn export(&mut self, kind: SaveKind, path: PathBuf) -> Result<(), String> {
+        self.save_payload(kind)?;
+        self.pending_saves += 1;
+        self.save(kind, path);
+        Ok(())
+    }
+
     /// Saves to `path` on a thread; the result arrives as [`UiEvent::Saved`].
     fn save(&mut self, kind: SaveKind, path: PathBuf) {
         let Some(img) = self.images.get(self.current) else {
@@ -791,12 +835,16 @@ impl Workbench {
                         }
                         Pick::Save(kind) => {
                             if let Some(p) = paths.into_iter().next() {
+                                self.pending_saves += 1;
                                 self.save(kind, p);
                             }
                         }
                     }
                 }
-                UiEvent::Saved(Ok(p)) => self.note(format!("saved {}", p.display())),
+                UiEvent::Saved(Ok(p)) => {
+                    self.pending_saves = self.pending_saves.saturating_sub(1);
+                    self.note(format!("saved {}", p.display()))
+                }
                 UiEvent::Download(p) => {
                     if let Some(d) = &mut self.download {
                         d.progress = Some(p);
@@ -819,6 +867,7 @@ impl Workbench {
                     }
                 }
                 UiEvent::Saved(Err(e)) => {
+                    self.pending_saves = self.pending_saves.saturating_sub(1);
                     self.error(format!("saving failed: {e}"), Some("choose another folder"))
                 }
             }
@@ -886,6 +935,8 @@ impl Workbench {
                 };
                 match result {
                     Ok(rec) => {
+                        self.first_result_s
+                            .get_or_insert(self.started.elapsed().as_secs_f64());
                         e.state = ResultState::Done(Box::new(Done {
                             rec,
                             texture: None,
@@ -912,6 +963,17 @@ impl Workbench {
             Reply::Warmed { model, seconds } => {
                 if let Some(m) = self.models.iter_mut().find(|m| m.id == model) {
                     m.warm_s = Some(seconds);
+                }
+            }
+            Reply::Lpips {
+                image,
+                model,
+                value,
+            } => {
+                if let Some(ResultState::Done(d)) =
+                    self.results.get_mut(&(image, model)).map(|e| &mut e.state)
+                {
+                    d.rec.lpips = value;
                 }
             }
             Reply::Note(n) => self.note(n),
@@ -963,10 +1025,17 @@ impl Workbench {
                 .and_then(|i| i.save(&path).map_err(|e| e.to_string()));
             match r {
                 Ok(()) => eprintln!(
-                    "screenshot {} ({w}x{h}) after {:.1} s; frame time median {:.1} ms",
+                    "screenshot {} ({w}x{h}) after {:.1} s, first reconstruction on screen \
+                     after {:.1} s; frame time median {:.1} ms overall, \
+                     {:.1} ms (max {:.1} ms, {} frames) while a reconstruction ran; {}",
                     path.display(),
                     self.started.elapsed().as_secs_f64(),
-                    median(&self.frame_ms)
+                    self.first_result_s.unwrap_or(f64::NAN),
+                    median(&self.frame_ms),
+                    median(&self.busy_frame_ms),
+                    self.busy_frame_ms.iter().copied().fold(0.0, f32::max),
+                    self.busy_frame_ms.len(),
+                    self.first_metrics()
                 ),
                 Err(e) => eprintln!("screenshot failed: {e}"),
             }
@@ -2188,9 +2257,17 @@ impl eframe::App for Workbench {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         let now = Instant::now();
         if let Some(t) = self.last_frame {
-            self.frame_ms.push((now - t).as_secs_f32() * 1000.0);
+            let ms = (now - t).as_secs_f32() * 1000.0;
+            self.frame_ms.push(ms);
             if self.frame_ms.len() > 600 {
                 self.frame_ms.drain(..300);
+            }
+            if self
+                .results
+                .values()
+                .any(|r| matches!(r.state, ResultState::Running { .. }))
+            {
+                self.busy_frame_ms.push(ms);
             }
         }
         self.last_frame = Some(now);

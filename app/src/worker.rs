@@ -24,6 +24,9 @@ use crate::settings::TilingMode;
 pub const DEFAULT_CONFIG: &str = include_str!("../../assets/models/default/config.json");
 pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/models/default/model.safetensors");
 
+/// What a reconstruction's LPIPS reads until its [`Reply::Lpips`] arrives.
+pub const LPIPS_PENDING: &str = "computing";
+
 /// Largest image LPIPS is computed on (VGG16 on CPU takes seconds per megapixel).
 pub const LPIPS_MAX_PIXELS: usize = 1024 * 1024;
 
@@ -141,6 +144,12 @@ pub enum Reply {
         model: u64,
         seconds: f64,
     },
+    /// LPIPS of a finished reconstruction (or why there is none).
+    Lpips {
+        image: u64,
+        model: u64,
+        value: std::result::Result<f64, String>,
+    },
     /// A note for the status line (backend chosen, LPIPS unavailable, ...).
     Note(String),
 }
@@ -255,11 +264,23 @@ impl Worker {
                 } => {
                     let result =
                         self.reconstruct_job(image, model, &rgb, tiling, tile_px, &cancel, &send);
-                    send(Reply::Finished {
+                    // The image is shown at once; LPIPS (seconds per megapixel on a CPU)
+                    // follows in its own reply.
+                    let out = result.as_ref().ok().map(|r| r.image.clone());
+                    let alive = send(Reply::Finished {
                         image,
                         model,
                         result: result.map_err(|e| format!("{e:#}")),
-                    })
+                    });
+                    if let Some(out) = out {
+                        let value = self.lpips(&rgb, &out);
+                        send(Reply::Lpips {
+                            image,
+                            model,
+                            value,
+                        });
+                    }
+                    alive
                 }
             };
             if !alive {
@@ -317,7 +338,7 @@ impl Worker {
             }),
             TilingMode::Never => None,
         };
-        let mut rec = {
+        let rec = {
             let (_, m) = self
                 .models
                 .get(&model)
@@ -332,7 +353,6 @@ impl Worker {
                 });
             })?
         };
-        rec.lpips = self.lpips(rgb, &rec.image);
         Ok(rec)
     }
 
@@ -478,7 +498,7 @@ pub fn reconstruct(
         },
         psnr,
         ssim,
-        lpips: Err("not computed".into()),
+        lpips: Err(LPIPS_PENDING.into()),
         seconds: t0.elapsed().as_secs_f64(),
         tiles,
     })

@@ -191,3 +191,44 @@ fn embedded_default_model_reconstructs_the_sample() {
     );
     assert!(h.query_all_by_label_contains("default (embedded)").count() >= 1);
 }
+
+#[test]
+fn exports_write_every_file() {
+    let dir = tmp("export");
+    let img_path = test_image(&dir);
+    let mut h = harness(startup(vec![img_path]));
+    wait_idle(&mut h);
+    use dcae_app::app::SaveKind;
+    let files = [
+        (SaveKind::Reconstruction, dir.join("rec.png")),
+        (SaveKind::Difference, dir.join("diff.png")),
+        (SaveKind::Latent, dir.join("latent.safetensors")),
+        (SaveKind::Sheet, dir.join("sheet.png")),
+    ];
+    for (kind, path) in &files {
+        h.state_mut().export(*kind, path.clone()).unwrap();
+    }
+    wait_idle(&mut h);
+    let rec = image::open(&files[0].1).unwrap();
+    assert_eq!((rec.width(), rec.height()), (100, 70));
+    let diff = image::open(&files[1].1).unwrap();
+    assert_eq!((diff.width(), diff.height()), (100, 70));
+    let bytes = std::fs::read(&files[2].1).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("latent").unwrap().shape(), &[1, 8, 3, 4]);
+    let sheet = image::open(&files[3].1).unwrap();
+    assert!(
+        sheet.width() >= 200 && sheet.height() > 70,
+        "{}x{}",
+        sheet.width(),
+        sheet.height()
+    );
+    let notes = h
+        .state()
+        .messages
+        .iter()
+        .filter(|m| m.text.starts_with("saved "))
+        .count();
+    assert_eq!(notes, 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
