@@ -232,3 +232,30 @@ fn exports_write_every_file() {
     assert_eq!(notes, 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn presenter_mode_enlarges_the_ui_and_prewarms_models() {
+    let dir = tmp("presenter");
+    let img_path = test_image(&dir);
+    let mut h = harness(startup(vec![img_path]));
+    wait_idle(&mut h);
+    h.key_press(egui::Key::F5);
+    let t0 = Instant::now();
+    while h.query_by_label_contains("warmed in").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no warm-up reported"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(h.ctx.zoom_factor(), 1.6);
+    h.key_press(egui::Key::F5);
+    h.run_steps(2);
+    assert_eq!(h.ctx.zoom_factor(), 1.0);
+    // Shortcut help lists every command.
+    h.key_press(egui::Key::F1);
+    h.run_steps(2);
+    h.get_by_label("Keyboard shortcuts");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,489 @@
+//! Panels around the views: menu bar, images/models/settings side panel, Hugging Face
+//! downloads, status line, messages and the metrics table.
+
+use super::*;
+
+impl Workbench {
+    pub(super) fn menu_bar(&mut self, ui: &mut egui::Ui) -> Vec<Command> {
+        let mut cmds = Vec::new();
+        let ctx = ui.ctx().clone();
+        egui::MenuBar::new().ui(ui, |ui| {
+            let mut item = |ui: &mut egui::Ui, c: Command| {
+                let b = egui::Button::new(c.label()).shortcut_text(c.shortcut_text(&ctx));
+                if ui.add(b).on_hover_text(c.tooltip()).clicked() {
+                    cmds.push(c);
+                }
+            };
+            ui.menu_button("File", |ui| {
+                for c in [
+                    Command::OpenImages,
+                    Command::PasteImage,
+                    Command::AddModelFolder,
+                    Command::SaveReconstruction,
+                    Command::SaveDifference,
+                    Command::SaveLatent,
+                    Command::SaveSheet,
+                ] {
+                    item(ui, c);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                for v in ViewMode::ALL {
+                    item(ui, Command::View(v));
+                }
+                ui.separator();
+                for c in [
+                    Command::ZoomIn,
+                    Command::ZoomOut,
+                    Command::ZoomFit,
+                    Command::ZoomActual,
+                    Command::ToggleTiles,
+                    Command::NextModel,
+                    Command::TogglePresenter,
+                    Command::ToggleFullscreen,
+                ] {
+                    item(ui, c);
+                }
+            });
+            ui.separator();
+            for v in ViewMode::ALL {
+                if ui
+                    .selectable_label(self.settings.view == v, v.label())
+                    .on_hover_text(Command::View(v).shortcut_text(&ctx))
+                    .clicked()
+                {
+                    cmds.push(Command::View(v));
+                }
+            }
+            ui.separator();
+            if ui
+                .button(Command::ReconstructAll.label())
+                .on_hover_text(Command::ReconstructAll.tooltip())
+                .clicked()
+            {
+                cmds.push(Command::ReconstructAll);
+            }
+            if ui
+                .button("Help")
+                .on_hover_text("Keyboard shortcuts (F1)")
+                .clicked()
+            {
+                self.show_help = !self.show_help;
+            }
+        });
+        cmds
+    }
+
+    pub(super) fn side_panel(&mut self, ui: &mut egui::Ui) -> Vec<Command> {
+        let mut cmds = Vec::new();
+        ui.heading("Images");
+        if ui.button("Open images…").clicked() {
+            cmds.push(Command::OpenImages);
+        }
+        let mut pick = None;
+        let mut load_sample = None;
+        egui::ScrollArea::vertical()
+            .id_salt("images")
+            .max_height(140.0)
+            .show(ui, |ui| {
+                for (i, img) in self.images.iter().enumerate() {
+                    let (w, h) = img.rgb.dimensions();
+                    let label = format!("{} ({w}x{h})", img.name);
+                    if ui.selectable_label(i == self.current, label).clicked() {
+                        pick = Some(i);
+                    }
+                }
+            });
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Samples:");
+            for (i, (name, _)) in SAMPLES.iter().enumerate() {
+                if ui.small_button(*name).clicked() {
+                    load_sample = Some(i);
+                }
+            }
+        });
+        if let Some(i) = pick {
+            self.current = i;
+            self.zoom.fit = true;
+            self.queue_current();
+        }
+        if let Some(i) = load_sample {
+            let (name, bytes) = SAMPLES[i];
+            self.add_image_bytes(name, bytes);
+        }
+        ui.separator();
+        ui.heading("Models");
+        let dims = self.images.get(self.current).map(|i| i.rgb.dimensions());
+        let mut remove = None;
+        let focus = self.focus_model();
+        for m in &self.models {
+            ui.group(|ui| {
+                ui.horizontal(|ui| {
+                    let name = m.source.label();
+                    if ui
+                        .selectable_label(focus == Some(m.id), &name)
+                        .on_hover_text("Shown in the difference and latent views")
+                        .clicked()
+                    {
+                        self.focus = Some(m.id);
+                    }
+                    if ui
+                        .small_button("x")
+                        .on_hover_text(format!("Remove {name}"))
+                        .clicked()
+                    {
+                        remove = Some(m.id);
+                    }
+                });
+                match &m.state {
+                    ModelState::Loading => {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label("loading…");
+                        });
+                    }
+                    ModelState::Failed(e) => {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                    }
+                    ModelState::Ready(info) => {
+                        ui.label(format!(
+                            "f{} c{} · {:.2} M params · {}",
+                            info.factor,
+                            info.latent_channels,
+                            info.params as f64 / 1e6,
+                            info.backend
+                        ));
+                        if let Some((w, h)) = dims {
+                            let f = info.factor as u32;
+                            let (lw, lh) = (w.div_ceil(f), h.div_ceil(f));
+                            ui.label(format!(
+                                "latent {}x{}x{} for this image",
+                                info.latent_channels, lh, lw
+                            ));
+                        }
+                        if let Some(s) = m.warm_s {
+                            ui.label(format!("warmed in {s:.2} s"));
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(id) = remove {
+            self.remove_model(id);
+        }
+        if ui.button("Add model folder…").clicked() {
+            cmds.push(Command::AddModelFolder);
+        }
+        self.hub_ui(ui);
+        ui.separator();
+        egui::CollapsingHeader::new("Settings")
+            .default_open(!self.presenter)
+            .show(ui, |ui| self.settings_ui(ui));
+        cmds
+    }
+
+    /// Official checkpoints from Hugging Face, downloaded into the standard HF cache.
+    pub(super) fn hub_ui(&mut self, ui: &mut egui::Ui) {
+        let repos = dcae::hub::official_repos();
+        egui::CollapsingHeader::new("Official checkpoints (Hugging Face)")
+            .default_open(false)
+            .show(ui, |ui| {
+                self.hub_choice = self.hub_choice.min(repos.len().saturating_sub(1));
+                egui::ComboBox::from_id_salt("hub-repo")
+                    .selected_text(repos.get(self.hub_choice).map_or("", |r| r.name))
+                    .show_ui(ui, |ui| {
+                        for (i, r) in repos.iter().enumerate() {
+                            ui.selectable_value(&mut self.hub_choice, i, r.name)
+                                .on_hover_text(r.repo);
+                        }
+                    });
+                let mut cancel = false;
+                if let Some(d) = &self.download {
+                    let (done, total) = d
+                        .progress
+                        .as_ref()
+                        .map_or((0, 0), |p| (p.done_bytes, p.total_bytes));
+                    let file = d.progress.as_ref().map_or("", |p| p.file.as_str());
+                    let frac = if total > 0 { done as f32 / total as f32 } else { 0.0 };
+                    let secs = d.started.elapsed().as_secs_f64().max(1e-3);
+                    let rate = done as f64 / secs;
+                    let eta = if total > done && rate > 0.0 {
+                        format!(", {:.0} s left", (total - done) as f64 / rate)
+                    } else {
+                        String::new()
+                    };
+                    ui.label(format!("{}: {file}", d.repo));
+                    ui.add(egui::ProgressBar::new(frac).text(format!(
+                        "{:.1} / {:.1} MB ({:.1} MB/s{eta})",
+                        done as f64 / 1e6,
+                        total as f64 / 1e6,
+                        rate / 1e6
+                    )));
+                    cancel = ui.button("Cancel download").clicked();
+                } else if ui
+                    .button("Download")
+                    .on_hover_text("Into the Hugging Face cache (HF_HOME / HF_HUB_CACHE; HF_ENDPOINT, HF_TOKEN honoured); checked against the hub's sha256")
+                    .clicked()
+                    && let Some(r) = repos.get(self.hub_choice)
+                {
+                    self.start_download(r.repo.to_string());
+                }
+                if cancel && let Some(d) = &self.download {
+                    d.cancel.store(true, Ordering::Relaxed);
+                }
+            });
+    }
+
+    /// Downloads on its own thread (network is not model work: reconstructions keep running).
+    pub fn start_download(&mut self, repo: String) {
+        let opts = match dcae::hub::HubOptions::from_env() {
+            Ok(o) => o,
+            Err(e) => {
+                self.error(
+                    e.to_string(),
+                    Some("check HF_ENDPOINT / HF_HOME / HF_HUB_CACHE"),
+                );
+                return;
+            }
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.download = Some(Download {
+            repo: repo.clone(),
+            progress: None,
+            cancel: cancel.clone(),
+            started: Instant::now(),
+        });
+        let tx = self.events_tx.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            let r = dcae::hub::download_model(
+                &repo,
+                &opts,
+                &mut |p| {
+                    // A repaint per 64 KiB chunk would be wasteful: at most 20 per second.
+                    if last.elapsed() > Duration::from_millis(50) || p.done_bytes == p.total_bytes {
+                        last = Instant::now();
+                        let _ = tx.send(UiEvent::Download(p));
+                        ctx.request_repaint();
+                    }
+                },
+                &cancel,
+            );
+            let r = r.map_err(|e| match e {
+                dcae::Error::Cancelled => "cancelled".to_string(),
+                e => e.to_string(),
+            });
+            let _ = tx.send(UiEvent::Downloaded(r));
+            ctx.request_repaint();
+        });
+    }
+
+    /// True while a download runs.
+    pub fn downloading(&self) -> bool {
+        self.download.is_some()
+    }
+
+    pub(super) fn settings_ui(&mut self, ui: &mut egui::Ui) {
+        let before = self.settings.clone();
+        egui::ComboBox::from_label("Backend")
+            .selected_text(self.settings.backend.label())
+            .show_ui(ui, |ui| {
+                for b in BackendChoice::ALL {
+                    ui.selectable_value(&mut self.settings.backend, b, b.label());
+                }
+            });
+        egui::ComboBox::from_label("Tiling")
+            .selected_text(self.settings.tiling.label())
+            .show_ui(ui, |ui| {
+                for t in TilingMode::ALL {
+                    ui.selectable_value(&mut self.settings.tiling, t, t.label());
+                }
+            });
+        ui.add(
+            egui::Slider::new(&mut self.settings.tile_px, 128..=2048)
+                .step_by(128.0)
+                .suffix(" px")
+                .text("tile size"),
+        );
+        ui.add(
+            egui::Slider::new(&mut self.settings.diff_scale, 2.0..=128.0)
+                .logarithmic(true)
+                .suffix(" levels")
+                .text("difference scale"),
+        );
+        ui.checkbox(&mut self.settings.dark, "Dark theme");
+        ui.horizontal(|ui| {
+            let l = self
+                .settings
+                .lpips_weights
+                .clone()
+                .or_else(default_lpips_weights)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into());
+            ui.label(format!("LPIPS weights: {l}"));
+        });
+        if ui
+            .button("Choose LPIPS weights…")
+            .on_hover_text("VGG16 LPIPS weights (.pth or .safetensors); see README")
+            .clicked()
+        {
+            self.pick(Pick::Lpips);
+        }
+        ui.label(format!(
+            "Compute: {}{}",
+            self.backend,
+            self.render_gpu
+                .as_ref()
+                .map(|g| format!(" · display GPU {g}"))
+                .unwrap_or_else(|| " · no hardware GPU for display".into())
+        ));
+        if self.settings.backend != before.backend {
+            self.configure_worker();
+        }
+        if self.settings.dark != before.dark {
+            self.apply_theme(ui.ctx());
+        }
+        if (self.settings.tiling, self.settings.tile_px) != (before.tiling, before.tile_px) {
+            // Tiling changes the result: redo the current image.
+            self.run(ui.ctx(), Command::ReconstructAll);
+        }
+    }
+
+    pub(super) fn status_bar(&mut self, ui: &mut egui::Ui) {
+        let mut cancel = false;
+        ui.horizontal(|ui| {
+            let mut running = Vec::new();
+            for m in &self.models {
+                for img in &self.images {
+                    if let Some(r) = self.results.get(&(img.id, m.id)) {
+                        match r.state {
+                            ResultState::Running { stage, done, total } => running.push(format!(
+                                "{} · {}: {stage} {done}/{total} ({:.1} s)",
+                                img.name,
+                                m.source.label(),
+                                r.started.elapsed().as_secs_f64()
+                            )),
+                            ResultState::Queued => {
+                                running.push(format!("{} · {}: queued", img.name, m.source.label()))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if running.is_empty() {
+                ui.label("Ready");
+            } else {
+                ui.spinner();
+                ui.label(running.join("   "));
+                if ui.button("Cancel").on_hover_text("Esc").clicked() {
+                    cancel = true;
+                }
+            }
+            if !self.hide_timings {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.label(format!(
+                        "frame {:.1} ms",
+                        self.frame_ms.last().copied().unwrap_or(0.0)
+                    ));
+                });
+            }
+        });
+        if cancel {
+            self.run(ui.ctx(), Command::CancelAll);
+        }
+    }
+
+    pub(super) fn messages_ui(&mut self, ui: &mut egui::Ui) {
+        let mut dismiss = None;
+        for (i, m) in self.messages.iter().enumerate().rev().take(4) {
+            ui.horizontal_wrapped(|ui| {
+                let color = if m.error {
+                    ui.visuals().error_fg_color
+                } else {
+                    ui.visuals().weak_text_color()
+                };
+                ui.colored_label(color, &m.text);
+                if let Some(f) = &m.fix {
+                    ui.label(format!("fix: {f}"));
+                }
+                if ui.small_button("Dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            self.messages.remove(i);
+        }
+    }
+
+    pub(super) fn metrics_table(&mut self, ui: &mut egui::Ui) {
+        let Some(img) = self.images.get(self.current) else {
+            return;
+        };
+        let (w, h) = img.rgb.dimensions();
+        egui::Grid::new("metrics")
+            .striped(true)
+            .num_columns(9)
+            .show(ui, |ui| {
+                for t in [
+                    "model", "PSNR", "SSIM", "LPIPS", "latent", "values", "ratio", "time",
+                    "backend",
+                ] {
+                    ui.strong(t);
+                }
+                ui.end_row();
+                for m in &self.models {
+                    let ModelState::Ready(info) = &m.state else {
+                        continue;
+                    };
+                    ui.label(&info.name);
+                    match self.results.get(&(img.id, m.id)).map(|r| &r.state) {
+                        Some(ResultState::Done(d)) => {
+                            let r = &d.rec;
+                            ui.label(format!("{:.2} dB", r.psnr));
+                            ui.label(r.ssim.map_or("n/a".into(), |s| format!("{s:.4}")));
+                            ui.label(match &r.lpips {
+                                Ok(v) => format!("{v:.4}"),
+                                Err(e) => format!("n/a ({e})"),
+                            });
+                            let l = &r.latent;
+                            ui.label(format!("{}x{}x{}", l.channels, l.height, l.width));
+                            ui.label(format!("{}", l.len()));
+                            ui.label(format!(
+                                "{:.1}x",
+                                analysis::compression_ratio(w as usize, h as usize, l.len())
+                            ));
+                            let secs = if self.hide_timings {
+                                "-".to_string()
+                            } else {
+                                format!("{:.2} s", r.seconds)
+                            };
+                            ui.label(format!(
+                                "{secs}{}",
+                                r.tiles
+                                    .as_ref()
+                                    .map(|t| format!(" ({} tiles)", t.len()))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        Some(ResultState::Failed(e)) => {
+                            ui.colored_label(ui.visuals().error_fg_color, e);
+                            for _ in 0..6 {
+                                ui.label("");
+                            }
+                        }
+                        _ => {
+                            ui.spinner();
+                            for _ in 0..6 {
+                                ui.label("");
+                            }
+                        }
+                    }
+                    ui.label(&info.backend);
+                    ui.end_row();
+                }
+            });
+    }
+}
