@@ -307,6 +307,63 @@ fn kill_and_resume_continues_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Data parallelism over two replicas (on the one CPU device, the same code path as GPUs
+/// 0 and 1): the batch split in two with the gradients summed gives the one-device run, and a
+/// GAN phase (per-replica adaptive weight, summed discriminator gradients) runs.
+#[test]
+fn data_parallel_matches_one_device() {
+    let two = |path: &Path| {
+        let t = std::fs::read_to_string(path).unwrap();
+        std::fs::write(
+            path,
+            t.replacen("backend = \"cpu\"\n", "backend = \"cpu\"\ndevices = 2\n", 1),
+        )
+        .unwrap();
+    };
+    let export = |dir: &Path, parallel: bool, phases: &str, steps: [u64; 3]| {
+        let p = run_file(dir, phases, steps, "");
+        if parallel {
+            two(&p);
+        }
+        let (cfg, text) = TrainConfig::from_file(&p).unwrap();
+        assert_eq!(cfg.devices, if parallel { 2 } else { 1 });
+        let out = train(&cfg, &text, false, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        tensors(
+            &out.exported
+                .unwrap()
+                .join("diffusion_pytorch_model.safetensors"),
+        )
+    };
+    // Phase 1 (batch 2: one crop per replica, LPIPS on) and phase 2 (batch 1: one replica idle).
+    let (d1, d2) = (tmp("dp-one"), tmp("dp-two"));
+    let want = export(&d1, false, "[1, 2]", [2, 1, 0]);
+    let got = export(&d2, true, "[1, 2]", [2, 1, 0]);
+    assert_eq!(got.len(), want.len());
+    let worst = want
+        .iter()
+        .map(|(k, w)| max_diff(w, &got[k]))
+        .fold(0.0, f32::max);
+    println!("2 replicas vs 1 device: worst max|diff| {worst:e}");
+    assert!(worst <= 1e-4, "data-parallel run differs by {worst}");
+    // The weights did move (the comparison is not between two untouched models).
+    let init = export(&tmp("dp-zero"), false, "[1]", [0, 0, 0]);
+    let moved = want
+        .iter()
+        .map(|(k, w)| max_diff(w, &init[k]))
+        .fold(0.0, f32::max);
+    assert!(
+        moved > 1e-3,
+        "training did not change the weights ({moved})"
+    );
+
+    let d3 = tmp("dp-gan");
+    let gan = export(&d3, true, "[3]", [0, 0, 2]);
+    assert!(gan.values().all(|v| v.iter().all(|x| x.is_finite())));
+    for d in [d1, d2, d3] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 #[test]
 fn bad_run_files_are_clear_errors() {
     let dir = tmp("bad");

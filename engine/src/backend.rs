@@ -70,6 +70,39 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// `n` devices of this backend for data-parallel training: GPUs 0..n (CUDA device
+    /// indices; wgpu discrete adapters), or `n` replicas on the one CPU device (no speed-up
+    /// there; it runs the same code path, which is how the tests check it).
+    pub fn devices(self, n: usize) -> Result<Vec<Device>> {
+        if n == 0 {
+            return Err(Error::Input("devices must be at least 1".into()));
+        }
+        if n == 1 {
+            return Ok(vec![self.device()?]);
+        }
+        match self {
+            Backend::Cpu | Backend::Ndarray => Ok(vec![self.device()?; n]),
+            Backend::Cuda => (0..n).map(cuda_device_at).collect(),
+            Backend::Wgpu => (0..n)
+                .map(|i| {
+                    match std::panic::catch_unwind(|| {
+                        Device::wgpu_options()
+                            .device_kind(burn::tensor::DeviceKind::DiscreteGpu(i))
+                            .init()
+                    }) {
+                        Ok(Ok(d)) => Ok(d),
+                        Ok(Err(e)) => Err(wgpu_err(format!("discrete GPU {i}: {e}"))),
+                        Err(_) => Err(wgpu_err(format!(
+                            "discrete GPU {i}: adapter initialisation panicked"
+                        ))),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 fn wgpu_err(message: String) -> Error {
     Error::Backend {
         backend: "wgpu".into(),
@@ -81,16 +114,26 @@ fn wgpu_err(message: String) -> Error {
 
 #[cfg(feature = "cuda")]
 fn cuda_device() -> Result<Device> {
+    cuda_device_at(0)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device_at(index: usize) -> Result<Device> {
     let init = std::panic::catch_unwind(|| {
-        let d = Device::cuda(0);
+        let d = Device::cuda(index);
         // Touch the device so a missing driver fails here, not in the first model op.
         let _ = burn::tensor::Tensor::<1>::zeros([1], &d).into_data();
         d
     });
     init.map_err(|_| Error::Backend {
         backend: "cuda".into(),
-        message: "CUDA device 0 could not be initialised (driver or GPU missing)".into(),
+        message: format!("CUDA device {index} could not be initialised (driver or GPU missing)"),
     })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device_at(_index: usize) -> Result<Device> {
+    cuda_device()
 }
 
 #[cfg(not(feature = "cuda"))]

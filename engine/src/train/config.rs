@@ -23,6 +23,10 @@ pub struct TrainConfig {
     /// f32 master weights, optimizer moments, norms, losses and LPIPS).
     #[serde(default = "default_precision")]
     pub precision: String,
+    /// Devices of `backend` to train on, data parallel (the batch is split between them and
+    /// the gradients summed on the first). CUDA: GPUs 0..n; wgpu: discrete adapters 0..n.
+    #[serde(default = "default_devices")]
+    pub devices: usize,
     pub model: ModelSection,
     pub data: DataSection,
     #[serde(default)]
@@ -39,6 +43,10 @@ pub struct TrainConfig {
 
 fn default_backend() -> String {
     "cpu".into()
+}
+
+fn default_devices() -> usize {
+    1
 }
 
 fn default_precision() -> String {
@@ -91,6 +99,11 @@ pub struct DataSection {
     /// Decoding threads.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Put each training crop's RGB channels in a random one of the six orders, so every hue
+    /// occurs in training: a small photo set (few magentas or saturated blues) otherwise leaves
+    /// those colours outside what the model learns to reproduce.
+    #[serde(default)]
+    pub channel_shuffle: bool,
 }
 
 fn default_val_count() -> usize {
@@ -158,6 +171,10 @@ pub struct PhaseConfig {
     pub lr: f64,
     #[serde(default)]
     pub warmup: u64,
+    /// Decay the learning rate linearly after the warm-up to this value at the phase's last
+    /// step (none = constant).
+    #[serde(default)]
+    pub lr_end: Option<f64>,
     pub weight_decay: f64,
     #[serde(default = "default_beta1")]
     pub beta1: f64,
@@ -223,6 +240,7 @@ impl PhaseConfig {
             batch_size: 8,
             lr: 6.4e-5,
             warmup: 100,
+            lr_end: None,
             weight_decay: 0.1,
             beta1: 0.9,
             beta2: 0.999,
@@ -249,6 +267,7 @@ impl PhaseConfig {
             batch_size: 2,
             lr: 1.6e-5,
             warmup: 20,
+            lr_end: None,
             weight_decay: 1e-3,
             trainable: vec!["encoder.conv_out".into(), "decoder.conv_in".into()],
             ..Self::phase1()
@@ -262,6 +281,7 @@ impl PhaseConfig {
             steps: 200,
             lr: 5.4e-5,
             warmup: 20,
+            lr_end: None,
             weight_decay: 0.0,
             beta1: 0.5,
             beta2: 0.9,

@@ -78,15 +78,42 @@ pub struct CropJob {
     /// Downscale the image so its short side is between `size` and the original (a random
     /// fraction), so crops see several scales as DC-AE's multi-resolution data does.
     pub scale: u32,
+    /// Channel order of the crop: an index into [`CHANNEL_ORDERS`] (0 = RGB as stored).
+    pub channels: u8,
 }
 
-/// The crops of one batch, a pure function of (seed, step).
-pub fn plan_batch(seed: u64, step: u64, n_images: usize, batch: usize) -> Vec<CropJob> {
+/// The six orders of the RGB channels, for `[data] channel_shuffle`.
+pub const CHANNEL_ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+];
+
+/// The crops of one batch, a pure function of (seed, step). With `channel_shuffle` each crop
+/// also gets a random channel order (drawn from its own hash, so the crops themselves are the
+/// same either way).
+pub fn plan_batch(
+    seed: u64,
+    step: u64,
+    n_images: usize,
+    batch: usize,
+    channel_shuffle: bool,
+) -> Vec<CropJob> {
     let mut s = step_rng(seed, step);
     (0..batch)
         .map(|_| {
             let r = splitmix(&mut s);
+            let mut t = r ^ 0xC0DE_C0DE_C0DE_C0DE;
+            let channels = if channel_shuffle {
+                (splitmix(&mut t) % CHANNEL_ORDERS.len() as u64) as u8
+            } else {
+                0
+            };
             CropJob {
+                channels,
                 image: (r % n_images.max(1) as u64) as usize,
                 fx: (splitmix(&mut s) >> 40) as u32,
                 fy: (splitmix(&mut s) >> 40) as u32,
@@ -134,13 +161,14 @@ pub fn load_crop(path: &Path, size: usize, job: &CropJob) -> Result<Vec<f32>> {
         img
     };
     let plane = size * size;
+    let order = CHANNEL_ORDERS[usize::from(job.channels) % CHANNEL_ORDERS.len()];
     let mut out = vec![0f32; 3 * plane];
     for yy in 0..size {
         for xx in 0..size {
             let sx = if job.flip { size - 1 - xx } else { xx };
             let p = img.get_pixel((x + sx) as u32, (y + yy) as u32);
             for c in 0..3 {
-                out[c * plane + yy * size + xx] = f32::from(p[c]) / 127.5 - 1.0;
+                out[c * plane + yy * size + xx] = f32::from(p[order[c]]) / 127.5 - 1.0;
             }
         }
     }
@@ -171,6 +199,7 @@ pub struct Loader {
     results: Receiver<(u64, usize, Result<Vec<f32>>)>,
     handles: Vec<JoinHandle<()>>,
     seed: u64,
+    channel_shuffle: bool,
     n_images: usize,
     batch: usize,
     size: usize,
@@ -183,6 +212,7 @@ pub struct Loader {
 
 impl Loader {
     /// Loads steps `start..end` of a run; `depth` batches are decoded ahead.
+    #[allow(clippy::too_many_arguments)] // the run's data settings, each a plain value
     pub fn new(
         files: Vec<PathBuf>,
         seed: u64,
@@ -191,6 +221,7 @@ impl Loader {
         start: u64,
         end: u64,
         workers: usize,
+        channel_shuffle: bool,
     ) -> Self {
         let workers = workers.max(1);
         let n_images = files.len();
@@ -217,6 +248,7 @@ impl Loader {
             results,
             handles,
             seed,
+            channel_shuffle,
             n_images,
             batch,
             size,
@@ -240,9 +272,15 @@ impl Loader {
         self.next_planned += 1;
         self.partial.insert(step, vec![None; self.batch]);
         self.pending.push_back(step);
-        for (slot, job) in plan_batch(self.seed, step, self.n_images, self.batch)
-            .into_iter()
-            .enumerate()
+        for (slot, job) in plan_batch(
+            self.seed,
+            step,
+            self.n_images,
+            self.batch,
+            self.channel_shuffle,
+        )
+        .into_iter()
+        .enumerate()
         {
             let w = self.rr % self.jobs.len();
             self.rr += 1;
@@ -336,16 +374,62 @@ mod tests {
 
     #[test]
     fn batches_depend_only_on_seed_and_step() {
-        assert_eq!(plan_batch(7, 42, 100, 4), plan_batch(7, 42, 100, 4));
-        assert_ne!(plan_batch(7, 42, 100, 4), plan_batch(7, 43, 100, 4));
-        assert_ne!(plan_batch(7, 42, 100, 4), plan_batch(8, 42, 100, 4));
-        assert!(plan_batch(1, 5, 3, 64).iter().all(|j| j.image < 3));
+        assert_eq!(
+            plan_batch(7, 42, 100, 4, false),
+            plan_batch(7, 42, 100, 4, false)
+        );
+        assert_ne!(
+            plan_batch(7, 42, 100, 4, false),
+            plan_batch(7, 43, 100, 4, false)
+        );
+        assert_ne!(
+            plan_batch(7, 42, 100, 4, false),
+            plan_batch(8, 42, 100, 4, false)
+        );
+        assert!(plan_batch(1, 5, 3, 64, false).iter().all(|j| j.image < 3));
+    }
+
+    #[test]
+    fn channel_shuffle_permutes_colours_without_moving_crops() {
+        let plain = plan_batch(5, 9, 50, 64, false);
+        let shuffled = plan_batch(5, 9, 50, 64, true);
+        assert!(plain.iter().all(|j| j.channels == 0));
+        for (a, b) in plain.iter().zip(&shuffled) {
+            assert_eq!(
+                (a.image, a.fx, a.fy, a.flip, a.scale),
+                (b.image, b.fx, b.fy, b.flip, b.scale)
+            );
+        }
+        let mut seen = [false; 6];
+        for j in &shuffled {
+            seen[usize::from(j.channels)] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "all six orders drawn: {seen:?}");
+        // The crop's channels are the image's, reordered.
+        let dir = std::env::temp_dir().join(format!("dcae-chan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.png");
+        image::RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 127]))
+            .save(&path)
+            .unwrap();
+        let job = CropJob {
+            image: 0,
+            fx: 0,
+            fy: 0,
+            flip: false,
+            scale: 0,
+            channels: 3, // [1, 2, 0]: G, B, R
+        };
+        let v = load_crop(&path, 8, &job).unwrap();
+        let px = |c: usize| v[c * 64];
+        assert_eq!((px(0), px(1), px(2)), (-1.0, 127.0 / 127.5 - 1.0, 1.0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn crops_stay_inside_the_scaled_image() {
         for step in 0..200 {
-            for job in plan_batch(3, step, 10, 4) {
+            for job in plan_batch(3, step, 10, 4, false) {
                 for (w, h) in [(481, 321), (128, 128), (100, 60), (4000, 3000)] {
                     let (x, y, sw, sh) = crop_rect(w, h, 128, &job);
                     assert!(

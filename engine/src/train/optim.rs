@@ -229,6 +229,19 @@ pub fn warmup_lr(lr: f64, warmup: u64, step: u64) -> f64 {
     }
 }
 
+/// The learning rate of step `step` (0-based) of a phase of `steps`: linear warm-up to `lr`,
+/// then constant, or a linear decay reaching `lr_end` at the last step.
+pub fn phase_lr(lr: f64, warmup: u64, lr_end: Option<f64>, steps: u64, step: u64) -> f64 {
+    match lr_end {
+        Some(end) if step >= warmup => {
+            let span = steps.saturating_sub(warmup + 1).max(1) as f64;
+            let t = ((step - warmup) as f64 / span).min(1.0);
+            lr + (end - lr) * t
+        }
+        _ => warmup_lr(lr, warmup, step),
+    }
+}
+
 /// `ema = decay * ema + (1 - decay) * value` for every key of `values` (keys new to the EMA
 /// start at the value).
 pub fn ema_update(
@@ -267,6 +280,19 @@ mod tests {
         assert_eq!(warmup_lr(1.0, 4, 3), 1.0);
         assert_eq!(warmup_lr(1.0, 4, 100), 1.0);
         assert_eq!(warmup_lr(0.5, 0, 0), 0.5);
+    }
+
+    #[test]
+    fn decay_reaches_lr_end_on_the_last_step() {
+        // 2 warm-up steps, then 0.8 -> 0.2 linearly over steps 2..=5 of 6.
+        let lr = |s| phase_lr(0.8, 2, Some(0.2), 6, s);
+        assert_eq!(lr(0), 0.4);
+        assert_eq!(lr(1), 0.8);
+        assert_eq!(lr(2), 0.8);
+        assert!((lr(3) - 0.6).abs() < 1e-12);
+        assert!((lr(5) - 0.2).abs() < 1e-12);
+        assert!((lr(50) - 0.2).abs() < 1e-12);
+        assert_eq!(phase_lr(0.8, 2, None, 6, 5), 0.8);
     }
 
     /// Two AdamW steps against the closed form of torch.optim.AdamW (hand-derived: with

@@ -15,13 +15,13 @@ use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::config::{TrainConfig, canonical_prefixes, matches};
-use super::data::{Loader, list_images, validation_set};
+use super::config::{PhaseConfig, TrainConfig, canonical_prefixes, matches};
+use super::data::{Batch, Loader, list_images, validation_set};
 use super::disc::Discriminator;
 use super::lpips::{Lpips, LpipsSource};
 use super::optim::{
-    AdamState, AdamW, Names, clip_grad_norm, ema_update, gradients, replace, set_trainable, values,
-    warmup_lr,
+    AdamState, AdamW, Names, clip_grad_norm, ema_update, gradients, phase_lr, replace,
+    set_trainable, values, warmup_lr,
 };
 use crate::autoencoder::{AutoencoderDc, DcAe};
 use crate::backend::Backend;
@@ -109,7 +109,9 @@ pub fn train(
     on: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
     let backend: Backend = cfg.backend.parse().map_err(Error::Input)?;
-    let device = backend.device()?;
+    // Data-parallel replicas (one device: the plain loop); the first holds the run state.
+    let replicas = backend.devices(cfg.devices)?;
+    let device = replicas[0].clone();
     let ad = device.clone().autodiff();
     let arch = cfg.model.architecture(Path::new("."))?;
     let precision: Precision = cfg.precision.parse().map_err(Error::Input)?;
@@ -191,7 +193,7 @@ pub fn train(
             .map(|&p| cfg.phase(p))
             .find(|c| c.gan_weight > 0.0)
             .cloned()
-            .unwrap_or_else(super::config::PhaseConfig::phase3);
+            .unwrap_or_else(PhaseConfig::phase3);
         let mut b = Builder::random(cfg.seed ^ 0xD15C, &ad, Precision::F32);
         let (disc, dn) = Discriminator::build(&mut b, p.disc_channels, p.disc_layers)?;
         Some(Gan {
@@ -286,6 +288,7 @@ pub fn train(
             step,
             phase_end,
             cfg.data.workers,
+            cfg.data.channel_shuffle,
         );
         let opt = AdamW {
             beta1: pc.beta1,
@@ -299,56 +302,38 @@ pub fn train(
             let batch = loader
                 .next_batch()?
                 .ok_or_else(|| Error::Input("data loader ended early".into()))?;
-            let x = batch.to_tensor(&ad);
-            let lr = warmup_lr(pc.lr, pc.warmup, step - phase_start);
-
-            let z = model.encoder.forward(x.clone(), &mut Trace::off());
-            let y = model.decoder.forward(z, &mut Trace::off());
-
-            // Reconstruction loss, differentiated at the decoder output.
-            // Losses in f32 whatever the compute precision.
-            let yl = y.clone().detach().cast(DType::F32).require_grad();
-            let l1 = (yl.clone() - x.clone()).abs().mean();
-            let mut rec = l1.clone() * pc.l1_weight;
-            let mut lp_val = 0.0;
-            if pc.perceptual_weight > 0.0
-                && (step - phase_start).is_multiple_of(pc.perceptual_every)
-                && let Some(l) = &lpips
-            {
-                let lp = l.forward(yl.clone(), x.clone()).mean();
-                lp_val = scalar(&lp);
-                rec = rec + lp * pc.perceptual_weight;
-            }
-            let rec_val = scalar(&rec);
-            let g = rec.backward();
-            let mut g_out = yl
-                .grad(&g)
-                .ok_or_else(|| Error::Input("no gradient at the decoder output".into()))?;
-            let (mut gan_val, mut disc_val, mut lambda) = (0.0, 0.0, 0.0);
-            if pc.gan_weight > 0.0
-                && let Some(gs) = gan.as_mut()
-            {
-                let yg = y.clone().detach().cast(DType::F32).require_grad();
-                let gl = -gs.disc.forward(yg.clone()).mean();
-                gan_val = scalar(&gl);
-                let gg = gl.backward();
-                if let Some(g_gan) = yg.grad(&gg) {
-                    lambda = if pc.adaptive_gan_weight {
-                        let nr = norm(&g_out);
-                        let ng = norm(&g_gan);
-                        (nr / (ng + 1e-4)).clamp(0.0, 1e4) * pc.gan_weight
-                    } else {
-                        pc.gan_weight
-                    };
-                    g_out = g_out + g_gan * lambda;
-                }
-                // Discriminator step (hinge loss) on real crops and the detached output.
-                let real = gs.disc.forward(x.clone());
-                let fake = gs.disc.forward(y.clone().detach().cast(DType::F32));
-                let dl = (relu(real.neg() + 1.0).mean() + relu(fake + 1.0).mean()) * 0.5;
-                disc_val = scalar(&dl);
-                let dg = dl.backward();
-                let dgrads = gradients(&gs.disc, &gs.names, &dg);
+            let lr = phase_lr(pc.lr, pc.warmup, pc.lr_end, pc.steps, step - phase_start);
+            let with_lpips = pc.perceptual_weight > 0.0
+                && (step - phase_start).is_multiple_of(pc.perceptual_every);
+            let ctx = StepCtx {
+                pc: &pc,
+                names: &names,
+                lpips: if with_lpips { lpips.as_ref() } else { None },
+                disc: if pc.gan_weight > 0.0 {
+                    gan.as_ref().map(|g| (&g.disc, &g.names))
+                } else {
+                    None
+                },
+                trainable: &is_trainable,
+            };
+            let out = if replicas.len() == 1 {
+                replica_step(&ctx, &model, batch.to_tensor(&ad), 1.0)?
+            } else {
+                data_parallel_step(&ctx, &model, &batch, &replicas, &device)?
+            };
+            let ReplicaOut {
+                grads: mut pg,
+                disc_grads,
+                rec: rec_val,
+                l1: l1_val,
+                lpips: lp_val,
+                gan: gan_val,
+                disc: disc_val,
+                lambda,
+            } = out;
+            if let (Some(dgrads), Some(gs)) = (disc_grads, gan.as_mut()) {
+                // Discriminator step (hinge loss), on gradients taken before this step's
+                // generator update like the generator's own.
                 let dvals = values(&gs.disc, &gs.names);
                 let dopt = AdamW {
                     weight_decay: 0.0,
@@ -362,12 +347,6 @@ pub fn train(
                 );
                 gs.disc = replace(gs.disc.clone(), &gs.names, new, &ad, &|_| true);
             }
-
-            // One backward pass through the autoencoder with the combined output gradient.
-            let dtype = y.dtype();
-            let surrogate = (y * g_out.cast(dtype).autodiff()).sum();
-            let grads = surrogate.backward();
-            let mut pg = gradients(&model, &names, &grads);
             let grad_norm = clip_grad_norm(&mut pg, pc.grad_clip);
             if !grad_norm.is_finite() {
                 return Err(Error::Input(format!(
@@ -383,7 +362,6 @@ pub fn train(
             step += 1;
 
             let secs = t0.elapsed().as_secs_f64();
-            let l1_val = scalar(&l1);
             if step.is_multiple_of(cfg.schedule.log_every) || step == phase_end {
                 log.row(&format!(
                     "{step},{phase},{rec_val:.6},{l1_val:.6},{lp_val:.6},{gan_val:.6},{disc_val:.6},{lambda:.6},{grad_norm:.6},{lr:.3e},{secs:.3}",
@@ -541,6 +519,230 @@ fn scalar<const D: usize>(t: &Tensor<D>) -> f64 {
 
 fn norm(t: &Tensor<4>) -> f64 {
     scalar(&t.clone().powf_scalar(2.0).sum()).sqrt()
+}
+
+/// What one training step needs besides the model and the batch.
+struct StepCtx<'a> {
+    pc: &'a PhaseConfig,
+    names: &'a Names,
+    /// LPIPS, when this step uses the perceptual term.
+    lpips: Option<&'a Lpips>,
+    /// The discriminator and its names, when this phase has a GAN loss.
+    disc: Option<(&'a Discriminator, &'a Names)>,
+    trainable: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+/// One replica's gradients and loss values for its share of the batch.
+struct ReplicaOut {
+    grads: BTreeMap<String, Tensor<1>>,
+    disc_grads: Option<BTreeMap<String, Tensor<1>>>,
+    rec: f64,
+    l1: f64,
+    lpips: f64,
+    gan: f64,
+    disc: f64,
+    lambda: f64,
+}
+
+/// Forward and backward pass of `model` on `x`. `share` is this batch slice's fraction of the
+/// whole batch: the losses are means, so the batch mean is the share-weighted sum of the
+/// slices' (1.0 on one device, where nothing is scaled).
+fn replica_step(
+    ctx: &StepCtx,
+    model: &AutoencoderDc,
+    x: Tensor<4>,
+    share: f64,
+) -> Result<ReplicaOut> {
+    let pc = ctx.pc;
+    let z = model.encoder.forward(x.clone(), &mut Trace::off());
+    let y = model.decoder.forward(z, &mut Trace::off());
+
+    // Reconstruction loss, differentiated at the decoder output.
+    // Losses in f32 whatever the compute precision.
+    let yl = y.clone().detach().cast(DType::F32).require_grad();
+    let l1 = (yl.clone() - x.clone()).abs().mean();
+    let mut rec = l1.clone() * pc.l1_weight;
+    let mut lp_val = 0.0;
+    if let Some(l) = ctx.lpips {
+        let lp = l.forward(yl.clone(), x.clone()).mean();
+        lp_val = scalar(&lp);
+        rec = rec + lp * pc.perceptual_weight;
+    }
+    let rec_val = scalar(&rec);
+    let g = rec.backward();
+    let mut g_out = yl
+        .grad(&g)
+        .ok_or_else(|| Error::Input("no gradient at the decoder output".into()))?;
+    let (mut gan_val, mut disc_val, mut lambda) = (0.0, 0.0, 0.0);
+    let mut disc_grads = None;
+    if let Some((disc, dnames)) = ctx.disc {
+        let yg = y.clone().detach().cast(DType::F32).require_grad();
+        let gl = -disc.forward(yg.clone()).mean();
+        gan_val = scalar(&gl);
+        let gg = gl.backward();
+        if let Some(g_gan) = yg.grad(&gg) {
+            lambda = if pc.adaptive_gan_weight {
+                let nr = norm(&g_out);
+                let ng = norm(&g_gan);
+                (nr / (ng + 1e-4)).clamp(0.0, 1e4) * pc.gan_weight
+            } else {
+                pc.gan_weight
+            };
+            g_out = g_out + g_gan * lambda;
+        }
+        // Discriminator gradients (hinge loss) on real crops and the detached output.
+        let real = disc.forward(x.clone());
+        let fake = disc.forward(y.clone().detach().cast(DType::F32));
+        let dl = (relu(real.neg() + 1.0).mean() + relu(fake + 1.0).mean()) * 0.5;
+        disc_val = scalar(&dl);
+        let dg = dl.backward();
+        disc_grads = Some(scaled(gradients(disc, dnames, &dg), share));
+    }
+
+    // One backward pass through the autoencoder with the combined output gradient.
+    let dtype = y.dtype();
+    let surrogate = (y * g_out.cast(dtype).autodiff()).sum();
+    let grads = surrogate.backward();
+    Ok(ReplicaOut {
+        grads: scaled(gradients(model, ctx.names, &grads), share),
+        disc_grads,
+        rec: rec_val * share,
+        l1: scalar(&l1) * share,
+        lpips: lp_val * share,
+        gan: gan_val * share,
+        disc: disc_val * share,
+        lambda: lambda * share,
+    })
+}
+
+fn scaled(mut g: BTreeMap<String, Tensor<1>>, share: f64) -> BTreeMap<String, Tensor<1>> {
+    if share != 1.0 {
+        for v in g.values_mut() {
+            *v = v.clone() * share;
+        }
+    }
+    g
+}
+
+/// Data parallelism over several devices: the batch is split in contiguous slices, one per
+/// device; each device runs a replica of the current weights on its slice in its own thread;
+/// the share-weighted gradients are summed on the first device, where the single optimizer
+/// step happens (the caller's). The result equals the one-device step on the whole batch up to
+/// float rounding, except the adaptive GAN weight, which each replica measures on its slice.
+fn data_parallel_step(
+    ctx: &StepCtx,
+    model: &AutoencoderDc,
+    batch: &Batch,
+    replicas: &[Device],
+    device: &Device,
+) -> Result<ReplicaOut> {
+    let slices = split_batch(batch.len, replicas.len());
+    let per = 3 * batch.size * batch.size;
+    let vals = values(model, ctx.names);
+    let dvals = ctx.disc.map(|(d, n)| values(d, n));
+    let outs: Vec<Result<ReplicaOut>> = std::thread::scope(|s| {
+        let handles: Vec<_> = slices
+            .iter()
+            .zip(replicas)
+            .filter(|((_, len), _)| *len > 0)
+            .map(|(&(first, len), dev)| {
+                let ad = dev.clone().autodiff();
+                // Fresh leaves on the replica's device, so no autodiff graph is shared.
+                let m = replace(
+                    model.clone().fork(&ad),
+                    ctx.names,
+                    vals.clone(),
+                    &ad,
+                    ctx.trainable,
+                );
+                let lp = ctx.lpips.map(|l| l.clone().fork(&ad));
+                let dm = ctx
+                    .disc
+                    .zip(dvals.clone())
+                    .map(|((d, n), v)| (replace(d.clone().fork(&ad), n, v, &ad, &|_| true), n));
+                let data = batch.data[first * per..(first + len) * per].to_vec();
+                let share = len as f64 / batch.len as f64;
+                let size = batch.size;
+                s.spawn(move || {
+                    let x =
+                        Tensor::<4>::from_data(TensorData::new(data, [len, 3, size, size]), &ad);
+                    let c = StepCtx {
+                        lpips: lp.as_ref(),
+                        disc: dm.as_ref().map(|(d, n)| (d, *n)),
+                        ..*ctx
+                    };
+                    replica_step(&c, &m, x, share)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Input("a data-parallel replica panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut total: Option<ReplicaOut> = None;
+    for out in outs {
+        let o = out?;
+        let to_first = |g: BTreeMap<String, Tensor<1>>| -> BTreeMap<String, Tensor<1>> {
+            g.into_iter()
+                .map(|(k, v)| (k, v.to_device(device)))
+                .collect()
+        };
+        total = Some(match total {
+            None => ReplicaOut {
+                grads: to_first(o.grads),
+                disc_grads: o.disc_grads.map(to_first),
+                ..o
+            },
+            Some(t) => ReplicaOut {
+                grads: sum_maps(t.grads, to_first(o.grads)),
+                disc_grads: match (t.disc_grads, o.disc_grads) {
+                    (Some(a), Some(b)) => Some(sum_maps(a, to_first(b))),
+                    (a, _) => a,
+                },
+                rec: t.rec + o.rec,
+                l1: t.l1 + o.l1,
+                lpips: t.lpips + o.lpips,
+                gan: t.gan + o.gan,
+                disc: t.disc + o.disc,
+                lambda: t.lambda + o.lambda,
+            },
+        });
+    }
+    total.ok_or_else(|| Error::Input("empty batch".into()))
+}
+
+fn sum_maps(
+    mut a: BTreeMap<String, Tensor<1>>,
+    b: BTreeMap<String, Tensor<1>>,
+) -> BTreeMap<String, Tensor<1>> {
+    for (k, v) in b {
+        match a.remove(&k) {
+            Some(x) => a.insert(k, x + v),
+            None => a.insert(k, v),
+        };
+    }
+    a
+}
+
+/// Contiguous (first, len) slices of a batch of `n` over `parts` devices, as even as possible
+/// (the first `n % parts` get one more).
+pub fn split_batch(n: usize, parts: usize) -> Vec<(usize, usize)> {
+    let parts = parts.max(1);
+    let (base, extra) = (n / parts, n % parts);
+    let mut first = 0;
+    (0..parts)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let s = (first, len);
+            first += len;
+            s
+        })
+        .collect()
 }
 
 fn host(t: &Tensor<1>) -> Result<HostTensor> {
@@ -918,5 +1120,30 @@ impl CsvLog {
     fn row(&mut self, line: &str) -> Result<()> {
         use std::io::Write;
         writeln!(self.file, "{line}").map_err(|e| Error::io("log", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_batch;
+
+    #[test]
+    fn batch_slices_cover_the_batch_evenly() {
+        assert_eq!(split_batch(6, 2), vec![(0, 3), (3, 3)]);
+        assert_eq!(split_batch(7, 3), vec![(0, 3), (3, 2), (5, 2)]);
+        assert_eq!(split_batch(1, 2), vec![(0, 1), (1, 0)]);
+        assert_eq!(split_batch(4, 1), vec![(0, 4)]);
+        for n in 0..20 {
+            for p in 1..6 {
+                let s = split_batch(n, p);
+                assert_eq!(s.len(), p);
+                assert_eq!(s.iter().map(|x| x.1).sum::<usize>(), n);
+                let lens: Vec<usize> = s.iter().map(|x| x.1).collect();
+                assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
+                for w in s.windows(2) {
+                    assert_eq!(w[0].0 + w[0].1, w[1].0);
+                }
+            }
+        }
     }
 }
