@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use dcae::burn::tensor::{DType, Device, Tensor, TensorData};
-use dcae::tensor_io::{TensorFile, read_tensor};
+use dcae::io::tensors::{TensorFile, read_tensor};
 use dcae::{Backend, DcAe, Precision, Trace};
 use dcae_conformance::{Diff, case_dirs, fixture_root};
 

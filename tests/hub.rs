@@ -5,12 +5,12 @@
 mod hub_server;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use dcae::burn::tensor::{Tensor, TensorData};
-use dcae::hub::{self, DownloadProgress, HubOptions, git_blob_sha1, sha256_hex};
-use dcae::tensor_io::read_tensor;
-use dcae::{Backend, DcAe, Error, Precision};
+use dcae::hub::{self, HubOptions, git_blob_sha1, sha256_hex};
+use dcae::io::tensors::read_tensor;
+use dcae::{Backend, Cancel, DcAe, Error, Precision};
 use dcae_conformance::fixture_root;
 use hub_server::{COMMIT, REPO, WEIGHTS};
 
@@ -67,17 +67,30 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// One progress report of a download, as the sink heard it.
+#[derive(Debug, Clone, PartialEq)]
+struct DownloadProgress {
+    file: String,
+    done_bytes: u64,
+    total_bytes: u64,
+}
+
 fn download(
     repo: &str,
     opts: &HubOptions,
-    mut on_progress: impl FnMut(&DownloadProgress, &AtomicBool),
+    mut on_progress: impl FnMut(&DownloadProgress, &Cancel),
 ) -> (dcae::Result<PathBuf>, Vec<DownloadProgress>) {
-    let cancel = AtomicBool::new(false);
+    let cancel = Cancel::new();
     let mut seen = Vec::new();
     let r = hub::download_model(
         repo,
         opts,
-        &mut |p| {
+        &mut |file: &str, done_bytes: u64, total_bytes: u64| {
+            let p = DownloadProgress {
+                file: file.to_string(),
+                done_bytes,
+                total_bytes,
+            };
             on_progress(&p, &cancel);
             seen.push(p);
         },
@@ -222,7 +235,7 @@ fn cancel_mid_file_leaves_no_partial_file() {
     let (server, cache, opts) = setup("cancel");
     let (r, seen) = download(REPO, &opts, |p, cancel| {
         if p.file == WEIGHTS && p.done_bytes > 0 {
-            cancel.store(true, Ordering::SeqCst);
+            cancel.cancel();
         }
     });
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
@@ -234,8 +247,9 @@ fn cancel_mid_file_leaves_no_partial_file() {
     assert_eq!(files_under(&repo_dir(&cache, REPO)), Vec::<String>::new());
     // A flag set before the call stops it before any request.
     let before = server.requests();
-    let cancel = AtomicBool::new(true);
-    let r = hub::download_model(REPO, &opts, &mut |_| {}, &cancel);
+    let cancel = Cancel::new();
+    cancel.cancel();
+    let r = hub::download_model(REPO, &opts, &mut dcae::task::Silent, &cancel);
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
     assert_eq!(server.requests(), before);
     std::fs::remove_dir_all(&cache).unwrap();
@@ -316,5 +330,177 @@ fn renamed_repo_follows_the_relative_redirect() {
             && log.contains(&format!("HEAD /{REPO}/resolve/main/config.json")),
         "{log:?}"
     );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// A pipeline-style repo: a root json, a component config in a subfolder and a text encoder
+/// sharded over two safetensors files behind an index json (the fixture weights split in two).
+fn multi_file_repo(tag: &str) -> (std::collections::HashMap<String, hub_server::Served>, usize) {
+    use dcae::io::tensors::{HostTensor, TensorFile, write_tensors};
+    use hub_server::Served;
+    let f = TensorFile::open(&fixture_model().join("model.safetensors")).unwrap();
+    let keys = f.keys();
+    let dir = temp_cache(&format!("shards-src-{tag}"));
+    let mut map = serde_json::Map::new();
+    let mut files = std::collections::HashMap::new();
+    let halves = keys.chunks(keys.len().div_ceil(2));
+    for (i, part) in halves.enumerate() {
+        let name = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let tensors: Vec<(String, HostTensor)> = part
+            .iter()
+            .map(|k| (k.clone(), f.tensor(k).unwrap()))
+            .collect();
+        let refs: Vec<(&str, &HostTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        let p = dir.join(&name);
+        write_tensors(&p, &refs, None).unwrap();
+        for k in part {
+            map.insert(k.clone(), serde_json::Value::String(name.clone()));
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        files.insert(format!("text_encoder/{name}"), Served { bytes, lfs: true });
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": map});
+    let small = |b: &str| Served {
+        bytes: b.as_bytes().to_vec(),
+        lfs: false,
+    };
+    files.insert(
+        "text_encoder/model.safetensors.index.json".into(),
+        small(&index.to_string()),
+    );
+    files.insert(
+        "model_index.json".into(),
+        small(r#"{"_class_name": "Test"}"#),
+    );
+    files.insert("transformer/config.json".into(), small(r#"{"a": 1}"#));
+    let _ = std::fs::remove_dir_all(&dir);
+    (files, keys.len())
+}
+
+#[test]
+fn download_files_fetches_subfolders_and_follows_an_index() {
+    let (files, n_keys) = multi_file_repo("ok");
+    let server = hub_server::start(files);
+    let cache = temp_cache("multi");
+    let opts = options(&server.endpoint, &cache);
+    let want = [
+        "model_index.json",
+        "transformer/config.json",
+        "text_encoder/model.safetensors.index.json",
+    ];
+    let mut seen = Vec::new();
+    let snapshot = hub::download_files(
+        REPO,
+        &opts,
+        &want,
+        &mut |f: &str, _: u64, _: u64| {
+            if !seen.iter().any(|s: &String| s == f) {
+                seen.push(f.to_string());
+            }
+        },
+        &Cancel::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        snapshot,
+        repo_dir(&cache, REPO).join("snapshots").join(COMMIT)
+    );
+    // The shards came with the index, into the index's subfolder.
+    for shard in ["model-00001-of-00002", "model-00002-of-00002"] {
+        let rel = format!("text_encoder/{shard}.safetensors");
+        assert!(seen.contains(&rel), "{seen:?}");
+        let p = snapshot.join(&rel);
+        assert!(p.is_file(), "{}", p.display());
+        // One `..` per folder between the link and the repo folder.
+        #[cfg(unix)]
+        assert!(
+            std::fs::read_link(&p)
+                .unwrap()
+                .starts_with("../../../blobs/"),
+            "{:?}",
+            std::fs::read_link(&p)
+        );
+    }
+    let store = dcae::weights::WeightStore::from_weights(
+        &snapshot.join("text_encoder/model.safetensors.index.json"),
+        Some(dcae::weights::KeyLayout::Diffusers),
+    )
+    .unwrap();
+    assert_eq!(store.len(), n_keys);
+    // Everything is pinned to the commit the first file came from.
+    let log = server.log();
+    assert!(
+        log.contains(&format!("HEAD /{REPO}/resolve/main/model_index.json")),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&format!(
+            "HEAD /{REPO}/resolve/{COMMIT}/text_encoder/model-00002-of-00002.safetensors"
+        )),
+        "{log:?}"
+    );
+    // Cached: a second call makes no request.
+    let before = server.requests();
+    let again =
+        hub::download_files(REPO, &opts, &want, &mut dcae::task::Silent, &Cancel::new()).unwrap();
+    assert_eq!(again, snapshot);
+    assert_eq!(server.requests(), before);
+    assert_eq!(
+        hub::cached_files(REPO, &opts, &want).unwrap(),
+        Some(snapshot)
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn download_files_errors_name_the_file_and_cache_nothing() {
+    let (mut files, _) = multi_file_repo("missing");
+    files.remove("text_encoder/model-00002-of-00002.safetensors");
+    let server = hub_server::start(files);
+    let cache = temp_cache("multi-missing");
+    let opts = options(&server.endpoint, &cache);
+    let e = hub::download_files(
+        REPO,
+        &opts,
+        &["text_encoder/model.safetensors.index.json"],
+        &mut dcae::task::Silent,
+        &Cancel::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("model-00002-of-00002.safetensors"), "{e}");
+    assert_eq!(files_under(&repo_dir(&cache, REPO)), Vec::<String>::new());
+    for bad in ["../escape.json", "/abs.json", "a//b.json"] {
+        let e = hub::download_files(REPO, &opts, &[bad], &mut dcae::task::Silent, &Cancel::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a file path inside a repo"), "{bad}: {e}");
+    }
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// A ref or a snapshot link that points outside the cache is not followed.
+#[test]
+fn hostile_refs_and_links_are_not_followed() {
+    let (server, cache, opts) = setup("hostile");
+    let snapshot = download(REPO, &opts, |_, _| {}).0.unwrap();
+    let repo = repo_dir(&cache, REPO);
+    std::fs::write(repo.join("refs/main"), "../../../..").unwrap();
+    assert_eq!(hub::cached_model(REPO, &opts).unwrap(), None);
+    std::fs::write(repo.join("refs/main"), COMMIT).unwrap();
+    assert_eq!(
+        hub::cached_model(REPO, &opts).unwrap(),
+        Some(snapshot.clone())
+    );
+    #[cfg(unix)]
+    {
+        let outside = std::env::temp_dir().join(format!("dcae-outside-{}", std::process::id()));
+        std::fs::write(&outside, "{}").unwrap();
+        std::fs::remove_file(snapshot.join("config.json")).unwrap();
+        std::os::unix::fs::symlink(&outside, snapshot.join("config.json")).unwrap();
+        assert_eq!(hub::cached_model(REPO, &opts).unwrap(), None);
+        let _ = std::fs::remove_file(&outside);
+    }
+    drop(server);
     std::fs::remove_dir_all(&cache).unwrap();
 }

@@ -48,6 +48,14 @@ impl Diff {
         let mut max_abs = 0f64;
         let mut max_ref = 0f64;
         let (mut num, mut den) = (0f64, 0f64);
+        if got.len() != expected.len() {
+            // A wrong number of values must fail whatever they are.
+            return Diff {
+                max_abs: f64::INFINITY,
+                max_ref: 0.0,
+                rel_l2: f64::INFINITY,
+            };
+        }
         for (&g, &e) in got.iter().zip(expected) {
             let d = (g as f64 - e as f64).abs();
             // NaN must fail, so it becomes infinite error.

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 
 use dcae::burn::tensor::{Device, Tensor, TensorData};
-use dcae::tensor_io::{HostTensor, TensorFile, write_tensors};
-use dcae::train::lpips::read_any_tensors;
-use dcae::train::lpips::{Lpips, LpipsVariant};
+use dcae::io::tensors::{HostTensor, TensorFile, write_tensors};
+use dcae::metrics::lpips::read_any_tensors;
+use dcae::metrics::lpips::{Lpips, LpipsVariant};
 
 fn weights() -> PathBuf {
     if let Ok(p) = std::env::var("DCAE_LPIPS_WEIGHTS") {
@@ -40,21 +40,35 @@ fn shift_tolerant_vgg_matches_the_reference_package() {
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/lpips_stlpips_vgg.safetensors"),
     )
     .unwrap();
+    check_cases(&lpips, &f, &f, &device, "shift-tolerant");
+}
+
+/// LPIPS of the input pairs `a<case>`, `b<case>` in `inputs` against the distances `d<case>`
+/// in `want`, for both cases: one distance per pair, within 1e-4 + 1e-3 relative.
+fn check_cases(
+    lpips: &Lpips,
+    inputs: &TensorFile,
+    want: &TensorFile,
+    device: &Device,
+    label: &str,
+) {
     for case in ["64", "96x64"] {
-        let a = t4(&f, &format!("a{case}"), &device);
-        let b = t4(&f, &format!("b{case}"), &device);
-        let want = f.tensor(&format!("d{case}")).unwrap().data;
+        let a = t4(inputs, &format!("a{case}"), device);
+        let b = t4(inputs, &format!("b{case}"), device);
+        let w = want.tensor(&format!("d{case}")).unwrap().data;
         let got = lpips
             .forward(a, b)
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .unwrap();
-        println!("case {case}: ours {got:?} reference {want:?}");
-        for (g, w) in got.iter().zip(&want) {
+        println!("{label} case {case}: ours {got:?} reference {w:?}");
+        assert_eq!(got.len(), w.len(), "case {case}: one distance per pair");
+        assert!(!got.is_empty());
+        for (g, w) in got.iter().zip(&w) {
             assert!(
                 (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
-                "case {case}: {g} vs {w}"
+                "{label} case {case}: {g} vs {w}"
             );
         }
     }
@@ -115,23 +129,6 @@ fn standard_vgg_from_two_files_matches_the_lpips_package() {
     assert_eq!(src.variant, LpipsVariant::Vgg);
     let inputs = TensorFile::open(&data.join("lpips_stlpips_vgg.safetensors")).unwrap();
     let want = TensorFile::open(&data.join("lpips_v0.1_vgg_reference.safetensors")).unwrap();
-    for case in ["64", "96x64"] {
-        let a = t4(&inputs, &format!("a{case}"), &device);
-        let b = t4(&inputs, &format!("b{case}"), &device);
-        let w = want.tensor(&format!("d{case}")).unwrap().data;
-        let got = lpips
-            .forward(a, b)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap();
-        println!("standard case {case}: ours {got:?} reference {w:?}");
-        for (g, w) in got.iter().zip(&w) {
-            assert!(
-                (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
-                "case {case}: {g} vs {w}"
-            );
-        }
-    }
+    check_cases(&lpips, &inputs, &want, &device, "standard");
     let _ = std::fs::remove_dir_all(&dir);
 }

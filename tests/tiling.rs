@@ -5,11 +5,12 @@
 //! between the two is printed. Output shapes are checked for f32 and f128, where the diffusers
 //! tiler's 448-px stride breaks.
 
+use dcae::autoencoder::TileSpec;
 use dcae::burn::tensor::{Tensor, TensorData};
-use dcae::image_io::{RgbF32, load_image};
+use dcae::io::image::{RgbF32, load_image};
 use dcae::metrics::psnr_u8;
-use dcae::tiling::TileSpec;
-use dcae::{Backend, DcAe, Precision};
+use dcae::task::Silent;
+use dcae::{Backend, Cancel, DcAe, Precision};
 use dcae_conformance::fixture_root;
 
 fn model(case: &str) -> DcAe {
@@ -58,10 +59,14 @@ fn covering_tile_equals_untiled() {
         overlap_px: 32,
     };
     let z = m.encode(x.clone()).unwrap();
-    let zt = m.encode_tiled(x, Some(whole), &mut |_, _| {}).unwrap();
+    let zt = m
+        .encode_tiled(x, Some(whole), &mut Silent, &Cancel::new())
+        .unwrap();
     assert_eq!(max_abs(z.clone(), zt), 0.0);
     let y = m.decode(z.clone()).unwrap();
-    let yt = m.decode_tiled(z, Some(whole), &mut |_, _| {}).unwrap();
+    let yt = m
+        .decode_tiled(z, Some(whole), &mut Silent, &Cancel::new())
+        .unwrap();
     assert_eq!(max_abs(y, yt), 0.0);
 }
 
@@ -77,7 +82,12 @@ fn small_tiles_stay_close_to_untiled() {
     let mut calls = 0;
     let z = m.encode(x.clone()).unwrap();
     let zt = m
-        .encode_tiled(x, Some(spec), &mut |_, _| calls += 1)
+        .encode_tiled(
+            x,
+            Some(spec),
+            &mut |_: &str, _: u64, _: u64| calls += 1,
+            &Cancel::new(),
+        )
         .unwrap();
     assert_eq!(calls, 9);
     assert_eq!(zt.dims(), z.dims());
@@ -88,7 +98,9 @@ fn small_tiles_stay_close_to_untiled() {
         .into_scalar::<f32>()
         / z.clone().powi_scalar(2).sum().sqrt().into_scalar::<f32>();
     let y = m.decode(z.clone()).unwrap();
-    let yt = m.decode_tiled(z, Some(spec), &mut |_, _| {}).unwrap();
+    let yt = m
+        .decode_tiled(z, Some(spec), &mut Silent, &Cancel::new())
+        .unwrap();
     let p = psnr(y.clone(), yt.clone());
     println!(
         "tiled vs untiled: latent rel-L2 {rel:.4}, decode PSNR {p:.2} dB (512 px, 256-px tiles, 64 overlap)"
@@ -110,7 +122,7 @@ fn f128_tiled_shapes_are_exact() {
         &dev,
     );
     let y = m
-        .decode_tiled(z, Some(TileSpec::DEFAULT), &mut |_, _| {})
+        .decode_tiled(z, Some(TileSpec::DEFAULT), &mut Silent, &Cancel::new())
         .unwrap();
     assert_eq!(y.dims(), [1, 3, 1024, 1024]);
     let x = Tensor::<4>::random(
@@ -119,7 +131,7 @@ fn f128_tiled_shapes_are_exact() {
         &dev,
     );
     let z = m
-        .encode_tiled(x, Some(TileSpec::DEFAULT), &mut |_, _| {})
+        .encode_tiled(x, Some(TileSpec::DEFAULT), &mut Silent, &Cancel::new())
         .unwrap();
     assert_eq!(z.dims(), [1, 8, 8, 8]);
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dcae::burn::tensor::{Tensor, TensorData};
-use dcae::tensor_io::read_tensor;
+use dcae::io::tensors::read_tensor;
 use dcae::{Backend, DcAe, Error, Precision};
 use dcae_conformance::{Diff, fixture_root};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -37,14 +37,10 @@ fn read_all(path: &Path) -> BTreeMap<String, Raw> {
         .collect()
 }
 
-/// Writes `tensors` + the case's config.json as a model folder; returns its path.
-fn write_model(case_dir: &Path, tag: &str, tensors: &BTreeMap<String, Raw>) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dcae-weights-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(case_dir.join("config.json"), dir.join("config.json")).unwrap();
+/// Writes `tensors` as one safetensors file.
+fn write_file<'a>(path: &Path, tensors: impl IntoIterator<Item = (&'a String, &'a Raw)>) {
     let views: Vec<(String, TensorView)> = tensors
-        .iter()
+        .into_iter()
         .map(|(k, r)| {
             (
                 k.clone(),
@@ -52,13 +48,17 @@ fn write_model(case_dir: &Path, tag: &str, tensors: &BTreeMap<String, Raw>) -> P
             )
         })
         .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+/// Writes `tensors` + the case's config.json as a model folder; returns its path.
+fn write_model(case_dir: &Path, tag: &str, tensors: &BTreeMap<String, Raw>) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dcae-weights-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(case_dir.join("config.json"), dir.join("config.json")).unwrap();
     // diffusers' file name this time, to cover the other accepted name.
-    safetensors::serialize_to_file(
-        views,
-        None,
-        &dir.join("diffusion_pytorch_model.safetensors"),
-    )
-    .unwrap();
+    write_file(&dir.join("diffusion_pytorch_model.safetensors"), tensors);
     dir
 }
 
@@ -193,4 +193,89 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
         e.contains("decoder.conv_in.bias") && e.contains("I32"),
         "{e}"
     );
+}
+
+/// Writes `parts` as shard files plus a `model.safetensors.index.json` whose `weight_map`
+/// is `map` (key -> shard file); returns the index path.
+fn write_shards(
+    tag: &str,
+    parts: &[(&str, BTreeMap<String, &Raw>)],
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dcae-shards-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, tensors) in parts {
+        write_file(&dir.join(name), tensors.iter().map(|(k, r)| (k, *r)));
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let v = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(&index, v.to_string()).unwrap();
+    index
+}
+
+/// A sharded checkpoint loads key for key like the single file, and every inconsistency
+/// between the index and its shards is an error naming the shard or key.
+#[test]
+fn sharded_checkpoints_follow_their_index_strictly() {
+    use dcae::weights::{KeyLayout, WeightStore};
+    let dir = case("f32c32-sana-96x128-b2");
+    let all = read_all(&dir.join("model.safetensors"));
+    let keys: Vec<&String> = all.keys().collect();
+    let (a, b) = keys.split_at(keys.len() / 2);
+    let part = |ks: &[&String]| -> BTreeMap<String, &Raw> {
+        ks.iter().map(|k| ((*k).clone(), &all[*k])).collect()
+    };
+    let mut map = serde_json::Map::new();
+    for k in a {
+        map.insert((*k).clone(), "a.safetensors".into());
+    }
+    for k in b {
+        map.insert((*k).clone(), "b.safetensors".into());
+    }
+    let parts = [("a.safetensors", part(a)), ("b.safetensors", part(b))];
+    let index = write_shards("ok", &parts, &map);
+    let mut sharded = WeightStore::from_weights(&index, None).unwrap();
+    let mut single = WeightStore::from_file(&dir.join("model.safetensors")).unwrap();
+    assert_eq!(sharded.len(), single.len());
+    assert_eq!(sharded.layout(), KeyLayout::Diffusers);
+    let first = "encoder.conv_in.weight";
+    let shape = read_tensor(&dir.join("model.safetensors"), first)
+        .unwrap()
+        .shape;
+    assert_eq!(
+        sharded.take(first, &shape).unwrap().data,
+        single.take(first, &shape).unwrap().data
+    );
+    let _ = std::fs::remove_dir_all(index.parent().unwrap());
+
+    // Each inconsistency: (tag, edited weight map, shards, what the error must name).
+    let a0 = a[0].as_str();
+    let mut gone = map.clone();
+    gone.insert(a0.into(), "gone.safetensors".into());
+    let mut wrong = map.clone();
+    wrong.insert(a0.into(), "b.safetensors".into());
+    let mut unlisted = map.clone();
+    unlisted.remove(a0);
+    let mut dup = part(b);
+    dup.insert(a0.into(), &all[a[0]]);
+    let dup_parts = [("a.safetensors", part(a)), ("b.safetensors", dup)];
+    type WeightMap = serde_json::Map<String, serde_json::Value>;
+    let cases: [(&str, &WeightMap, &[_], &[&str]); 4] = [
+        ("gone", &gone, &parts, &["gone.safetensors"]),
+        ("wrong", &wrong, &parts, &[a0, "b.safetensors"]),
+        ("unlisted", &unlisted, &parts, &[a0, "not in"]),
+        ("dup", &map, &dup_parts, &["is also in"]),
+    ];
+    for (tag, m, shards, needles) in cases {
+        let index = write_shards(tag, shards, m);
+        let e = WeightStore::from_weights(&index, None)
+            .err()
+            .unwrap()
+            .to_string();
+        for n in needles {
+            assert!(e.contains(n), "{tag}: `{e}` lacks `{n}`");
+        }
+        let _ = std::fs::remove_dir_all(index.parent().unwrap());
+    }
 }

@@ -8,7 +8,7 @@ out=${1:?usage: tools/app-screenshot.sh OUT.png [app args...]}
 shift
 bin=${DCAE_APP_BIN:-target/release/dcae-app}
 command -v xvfb-run >/dev/null || { echo "xvfb-run not found: apt-get install xvfb" >&2; exit 2; }
-[ -x "$bin" ] || { echo "$bin not built: cargo build --release -p app" >&2; exit 2; }
+[ -x "$bin" ] || { echo "$bin not built: cargo build --release -p dcae-app" >&2; exit 2; }
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # X11 only: there is no Wayland compositor in Xvfb.
 unset WAYLAND_DISPLAY

@@ -31,7 +31,7 @@ pub enum Command {
 }
 
 impl Command {
-    /// Commands that have a shortcut, in the order the help overlay lists them.
+    /// Every command, in the order the help overlay lists them.
     pub const ALL: [Command; 23] = [
         Command::OpenImages,
         Command::PasteImage,
@@ -138,11 +138,73 @@ impl Command {
             .map(|s| ctx.format_shortcut(&s))
             .unwrap_or_default()
     }
+
+    /// The key that triggers it: its shortcut, or for paste the platform's paste keys (a paste
+    /// event rather than a shortcut egui consumes).
+    pub fn key_hint(self, ctx: &egui::Context) -> String {
+        match self {
+            Command::PasteImage => {
+                ctx.format_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::V))
+            }
+            c => c.shortcut_text(ctx),
+        }
+    }
+}
+
+/// A parameterised UI action, beside the parameterless [`Command`]s: panels and tests emit
+/// them, [`crate::app::Workbench::apply`] runs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Command(Command),
+    /// Show the image at this index of the image list.
+    SelectImage(usize),
+    /// Open the bundled sample photo with this index.
+    LoadSample(usize),
+    /// The model the difference and latent views show.
+    FocusModel(u64),
+    RemoveModel(u64),
+    /// Download this Hugging Face repo into the cache and add it.
+    StartDownload(String),
+    CancelDownload,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ALL` lists every command once: the match below stops compiling when a variant is
+    /// added, and the positions must agree.
+    #[test]
+    fn all_lists_every_command() {
+        for (i, c) in Command::ALL.iter().enumerate() {
+            let pos = match c {
+                Command::OpenImages => 0,
+                Command::PasteImage => 1,
+                Command::AddModelFolder => 2,
+                Command::ReconstructAll => 3,
+                Command::CancelAll => 4,
+                Command::View(ViewMode::Grid) => 5,
+                Command::View(ViewMode::Split) => 6,
+                Command::View(ViewMode::Difference) => 7,
+                Command::View(ViewMode::Latent) => 8,
+                Command::ZoomIn => 9,
+                Command::ZoomOut => 10,
+                Command::ZoomFit => 11,
+                Command::ZoomActual => 12,
+                Command::ToggleTiles => 13,
+                Command::NextImage => 14,
+                Command::PrevImage => 15,
+                Command::NextModel => 16,
+                Command::SaveReconstruction => 17,
+                Command::SaveDifference => 18,
+                Command::SaveLatent => 19,
+                Command::SaveSheet => 20,
+                Command::TogglePresenter => 21,
+                Command::ToggleFullscreen => 22,
+            };
+            assert_eq!(pos, i, "{c:?}");
+        }
+    }
 
     #[test]
     fn shortcuts_are_unique() {

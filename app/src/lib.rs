@@ -1,17 +1,21 @@
 //! DC-AE reconstruction workbench: compare autoencoders (f32/f64/f128 and any local or
 //! downloaded model) on the same photo, side by side, with metrics and latent views.
 //!
-//! - [`app`]: the eframe app (UI state, views, command handling);
-//! - [`worker`]: the model thread (loading, tiled reconstruction, LPIPS);
-//! - [`command`]: every action with its label and shortcut;
+//! - [`app`]: the eframe app (state, command handling, logic, panels and views);
+//! - [`worker`]: the model thread (loading, the engine's reconstruction pipeline, LPIPS);
+//! - [`tasks`]: the JobId-keyed task table of every model job;
+//! - [`error`]: typed job errors across the worker boundary, each with its suggested fix;
+//! - [`command`]: every command with its label and shortcut, and the parameterised actions;
 //! - [`settings`]: what persists between runs;
 //! - [`analysis`], [`view`], [`sheet`]: tensor-free helpers (heatmaps, PCA, zoom, sheets).
 
 pub mod analysis;
 pub mod app;
 pub mod command;
+pub mod error;
 pub mod settings;
 pub mod sheet;
+pub mod tasks;
 pub mod view;
 pub mod worker;
 

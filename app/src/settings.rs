@@ -1,6 +1,7 @@
 //! Settings that persist between runs (eframe storage, RON). Runtime state (models, images,
 //! textures, jobs) lives in [`crate::app::Workbench`] and is never saved.
 
+use dcae::autoencoder::{TileSpec, Tiling};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -117,6 +118,17 @@ impl Default for Settings {
             last_dir: None,
             presenter_zoom: 1.6,
             dark: true,
+        }
+    }
+}
+
+impl Settings {
+    /// The engine's tiling rule for these settings.
+    pub fn tiling(&self) -> Tiling {
+        match self.tiling {
+            TilingMode::Auto => Tiling::Auto,
+            TilingMode::Always => Tiling::With(TileSpec::with_tile(self.tile_px)),
+            TilingMode::Never => Tiling::Never,
         }
     }
 }

@@ -3,22 +3,25 @@
 //! `request_repaint` after each reply so the UI wakes up without polling on a timer.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, anyhow, bail};
-use dcae::burn::tensor::{Device, Tensor, TensorData};
-use dcae::image_io::{Fit, RgbF32, fit_to_multiple};
-use dcae::tiling::{TilePlan, TileSpec};
-use dcae::train::lpips::Lpips;
-use dcae::weights::WeightStore;
-use dcae::{Backend, DcAe, DcAeConfig, Precision, metrics};
+use anyhow::{Context as _, Result, anyhow};
+use dcae::autoencoder::Tiling;
+use dcae::burn::tensor::Device;
+use dcae::io::image::{Fit, RgbF32};
+use dcae::metrics::Lpips;
+use dcae::pipeline::reconstruct::host;
+use dcae::pipeline::{ReconstructOptions, reconstruct as reconstruct_image};
+use dcae::task::Silent;
+use dcae::{Backend, Cancel, DcAe, DcAeConfig, Precision};
 
 use crate::analysis::Latent;
-use crate::settings::TilingMode;
+use crate::error::{JobError, JobErrorKind};
+use crate::tasks::JobId;
 
 /// The model compiled into the binary (trained by `configs/default-f32*.toml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../assets/models/default/config.json");
@@ -93,7 +96,7 @@ pub struct Reconstruction {
     pub tiles: Option<TileRects>,
 }
 
-/// Work for the worker. Ids are chosen by the UI.
+/// Work for the worker. Model ids and job ids are chosen by the UI.
 pub enum Job {
     Load {
         model: u64,
@@ -103,12 +106,11 @@ pub enum Job {
         model: u64,
     },
     Reconstruct {
-        image: u64,
+        job: JobId,
         model: u64,
         rgb: Arc<image::RgbImage>,
-        tiling: TilingMode,
-        tile_px: usize,
-        cancel: Arc<AtomicBool>,
+        tiling: Tiling,
+        cancel: Cancel,
     },
     /// Runs a small reconstruction so the first real one does not pay for kernel compilation.
     Warm {
@@ -126,19 +128,17 @@ pub enum Job {
 pub enum Reply {
     Loaded {
         model: u64,
-        result: std::result::Result<ModelInfo, String>,
+        result: std::result::Result<ModelInfo, JobError>,
     },
     Progress {
-        image: u64,
-        model: u64,
+        job: JobId,
         stage: &'static str,
-        done: usize,
-        total: usize,
+        done: u64,
+        total: u64,
     },
     Finished {
-        image: u64,
-        model: u64,
-        result: std::result::Result<Reconstruction, String>,
+        job: JobId,
+        result: std::result::Result<Reconstruction, JobError>,
     },
     Warmed {
         model: u64,
@@ -146,8 +146,7 @@ pub enum Reply {
     },
     /// LPIPS of a finished reconstruction (or why there is none).
     Lpips {
-        image: u64,
-        model: u64,
+        job: JobId,
         value: std::result::Result<f64, String>,
     },
     /// A note for the status line (backend chosen, LPIPS unavailable, ...).
@@ -219,7 +218,7 @@ impl Worker {
                         let sources: Vec<(u64, ModelSource)> =
                             self.models.drain().map(|(id, (s, _))| (id, s)).collect();
                         for (id, s) in sources {
-                            let result = self.load(id, &s).map_err(|e| format!("{e:#}"));
+                            let result = self.load(id, &s);
                             send(Reply::Loaded { model: id, result });
                         }
                     }
@@ -230,7 +229,7 @@ impl Worker {
                     true
                 }
                 Job::Load { model, source } => {
-                    let result = self.load(model, &source).map_err(|e| format!("{e:#}"));
+                    let result = self.load(model, &source);
                     send(Reply::Loaded { model, result })
                 }
                 Job::Unload { model } => {
@@ -246,8 +245,9 @@ impl Worker {
                             (2 * f) as u32,
                             image::Rgb([128, 128, 128]),
                         );
-                        let never = AtomicBool::new(false);
-                        let _ = reconstruct(m, &rgb, None, &never, &mut |_, _, _| {});
+                        let _ = guarded(|| {
+                            reconstruct(m, &rgb, Tiling::Never, &mut Silent, &Cancel::new())
+                        });
                     }
                     send(Reply::Warmed {
                         model,
@@ -255,30 +255,41 @@ impl Worker {
                     })
                 }
                 Job::Reconstruct {
-                    image,
+                    job,
                     model,
                     rgb,
                     tiling,
-                    tile_px,
                     cancel,
                 } => {
-                    let result =
-                        self.reconstruct_job(image, model, &rgb, tiling, tile_px, &cancel, &send);
+                    let result = match self.models.get(&model) {
+                        None => Err(JobError::new(
+                            JobErrorKind::Model,
+                            "the model is not loaded (it failed or was removed)",
+                        )),
+                        Some((_, m)) => {
+                            let mut progress = |stage: &str, done: u64, total: u64| {
+                                let stage = if stage == "encode" {
+                                    "encode"
+                                } else {
+                                    "decode"
+                                };
+                                send(Reply::Progress {
+                                    job,
+                                    stage,
+                                    done,
+                                    total,
+                                });
+                            };
+                            guarded(|| reconstruct(m, &rgb, tiling, &mut progress, &cancel))
+                        }
+                    };
                     // The image is shown at once; LPIPS (seconds per megapixel on a CPU)
                     // follows in its own reply.
                     let out = result.as_ref().ok().map(|r| r.image.clone());
-                    let alive = send(Reply::Finished {
-                        image,
-                        model,
-                        result: result.map_err(|e| format!("{e:#}")),
-                    });
+                    let alive = send(Reply::Finished { job, result });
                     if let Some(out) = out {
                         let value = self.lpips(&rgb, &out);
-                        send(Reply::Lpips {
-                            image,
-                            model,
-                            value,
-                        });
+                        send(Reply::Lpips { job, value });
                     }
                     alive
                 }
@@ -301,9 +312,11 @@ impl Worker {
         Ok(d)
     }
 
-    fn load(&mut self, id: u64, source: &ModelSource) -> Result<ModelInfo> {
-        let device = self.device()?;
-        let m = load_model(source, &device)?;
+    fn load(&mut self, id: u64, source: &ModelSource) -> std::result::Result<ModelInfo, JobError> {
+        let device = self
+            .device()
+            .map_err(|e| JobError::new(JobErrorKind::Device, format!("{e:#}")))?;
+        let m = guarded(|| load_model(source, &device))?;
         let info = ModelInfo {
             name: source.label(),
             factor: m.factor(),
@@ -313,47 +326,6 @@ impl Worker {
         };
         self.models.insert(id, (source.clone(), m));
         Ok(info)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn reconstruct_job(
-        &mut self,
-        image: u64,
-        model: u64,
-        rgb: &image::RgbImage,
-        tiling: TilingMode,
-        tile_px: usize,
-        cancel: &AtomicBool,
-        send: &dyn Fn(Reply) -> bool,
-    ) -> Result<Reconstruction> {
-        if cancel.load(Ordering::Relaxed) {
-            bail!("cancelled");
-        }
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-        let spec = match tiling {
-            TilingMode::Auto => TileSpec::auto(h, w),
-            TilingMode::Always => Some(TileSpec {
-                tile_px,
-                overlap_px: (tile_px / 8).max(1),
-            }),
-            TilingMode::Never => None,
-        };
-        let rec = {
-            let (_, m) = self
-                .models
-                .get(&model)
-                .ok_or_else(|| anyhow!("the model is not loaded (it failed or was removed)"))?;
-            reconstruct(m, rgb, spec, cancel, &mut |stage, done, total| {
-                send(Reply::Progress {
-                    image,
-                    model,
-                    stage,
-                    done,
-                    total,
-                });
-            })?
-        };
-        Ok(rec)
     }
 
     fn lpips(
@@ -381,126 +353,74 @@ impl Worker {
             })
             .as_ref()
             .map_err(|e| e.clone())?;
-        let ta = image_tensor(&RgbF32::from_rgb8(a), &device);
-        let tb = image_tensor(&RgbF32::from_rgb8(b), &device);
-        let d = l.forward(ta, tb);
-        d.into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|v| v.first().map(|&x| f64::from(x)).ok_or("no value".into()))
+        let t = |img: &image::RgbImage| {
+            let f = RgbF32::from_rgb8(img);
+            dcae::burn::tensor::Tensor::<4>::from_data(
+                dcae::burn::tensor::TensorData::new(f.data, [1, 3, f.height, f.width]),
+                &device,
+            )
+        };
+        let d = host(l.forward(t(a), t(b)), "the LPIPS distance").map_err(|e| e.to_string())?;
+        d.data
+            .first()
+            .map(|&x| f64::from(x))
+            .ok_or_else(|| "no value".into())
+    }
+}
+
+/// Runs model work, turning an engine error or a panic (Burn's backends panic on failed
+/// allocations) into a typed [`JobError`].
+fn guarded<T>(f: impl FnOnce() -> dcae::Result<T>) -> std::result::Result<T, JobError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(JobError::from_engine(&e)),
+        Err(payload) => Err(JobError::from_panic(payload.as_ref())),
     }
 }
 
 /// Loads a model from its source onto `device` (f32: the comparison is about the models).
-pub fn load_model(source: &ModelSource, device: &Device) -> Result<DcAe> {
+pub fn load_model(source: &ModelSource, device: &Device) -> dcae::Result<DcAe> {
     match source {
-        ModelSource::Folder(dir) => DcAe::load(dir, device, Precision::F32)
-            .with_context(|| format!("loading {}", dir.display())),
-        ModelSource::Embedded => {
-            let config = DcAeConfig::from_json_str(DEFAULT_CONFIG)
-                .context("the embedded default model's config")?;
-            let mut store =
-                WeightStore::from_bytes("embedded default model", DEFAULT_WEIGHTS.to_vec())
-                    .context("the embedded default model's weights")?;
-            let (model, names) =
-                DcAe::from_store(config.clone(), &mut store, device, Precision::F32)?;
-            store.finish()?;
-            Ok(DcAe {
-                config,
-                model,
-                device: device.clone(),
-                precision: Precision::F32,
-                source: None,
-                layout: None,
-                names,
-            })
-        }
+        ModelSource::Folder(dir) => DcAe::load(dir, device, Precision::F32),
+        ModelSource::Embedded => DcAe::from_bytes(
+            DcAeConfig::from_json_str(DEFAULT_CONFIG)?,
+            "embedded default model",
+            DEFAULT_WEIGHTS.to_vec(),
+            device,
+            Precision::F32,
+        ),
     }
 }
 
-fn image_tensor(img: &RgbF32, device: &Device) -> Tensor<4> {
-    Tensor::from_data(
-        TensorData::new(img.data.clone(), [1, 3, img.height, img.width]),
-        device,
-    )
-}
-
-/// Encodes and decodes one image (reflect-padded to a multiple of f, cropped back), tiled per
-/// `spec`, and measures it. `progress(stage, done, total)`; `cancel` is checked between stages.
+/// Encodes and decodes one image with the engine's pipeline (reflect-padded to a multiple of
+/// f, cropped back), tiled per `tiling`; `progress` hears the tiles, `cancel` is checked
+/// between tiles.
 pub fn reconstruct(
     m: &DcAe,
     rgb: &image::RgbImage,
-    spec: Option<TileSpec>,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(&'static str, usize, usize),
-) -> Result<Reconstruction> {
-    let t0 = Instant::now();
-    let (ow, oh) = (rgb.width() as usize, rgb.height() as usize);
-    let f = m.factor();
-    let src = RgbF32::from_rgb8(rgb);
-    let (padded, _) = fit_to_multiple(&src, f, Fit::Pad)?;
-    let (w, h) = (padded.width, padded.height);
-    let spec = spec.filter(|s| w > s.tile_px || h > s.tile_px);
-    let x = image_tensor(&padded, &m.device);
-    progress("encode", 0, 1);
-    let z = m.encode_tiled_cancellable(x, spec, &mut |d, n| progress("encode", d, n), cancel)?;
-    if cancel.load(Ordering::Relaxed) {
-        bail!("cancelled");
-    }
-    progress("decode", 0, 1);
-    let y = m.decode_tiled_cancellable(
-        z.clone(),
-        spec,
-        &mut |d, n| progress("decode", d, n),
-        cancel,
-    )?;
-    let [_, c, lh, lw] = z.dims();
-    let zdata = z
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow!("reading the latent back: {e:?}"))?;
-    let ydata = y
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow!("reading the reconstruction back: {e:?}"))?;
-    if ydata.iter().chain(&zdata).any(|v| !v.is_finite()) {
-        bail!(
-            "the model produced NaN/inf values: the weights may be corrupt or not trained for \
-             this input; try the CPU backend or another model"
-        );
-    }
-    let out = RgbF32 {
-        width: w,
-        height: h,
-        data: ydata,
-    }
-    .crop(0, 0, ow, oh)
-    .to_rgb8();
-    let psnr = metrics::psnr_u8(rgb.as_raw(), out.as_raw());
-    let ssim = metrics::ssim_rgb8(rgb.as_raw(), out.as_raw(), ow, oh);
-    let tiles = spec.map(|s| {
-        let plan = TilePlan::new(h / f, w / f, f, s);
-        let mut rects = Vec::new();
-        for r in &plan.rows {
-            for c in &plan.cols {
-                rects.push([c.start * f, r.start * f, c.len * f, r.len * f]);
-            }
-        }
-        rects
-    });
+    tiling: Tiling,
+    progress: &mut dyn dcae::Progress,
+    cancel: &Cancel,
+) -> dcae::Result<Reconstruction> {
+    let opts = ReconstructOptions {
+        fit: Fit::Pad,
+        tiling,
+    };
+    let r = reconstruct_image(m, &RgbF32::from_rgb8(rgb), &opts, progress, cancel)?;
+    let [c, lh, lw] = [r.latent.shape[0], r.latent.shape[1], r.latent.shape[2]];
     Ok(Reconstruction {
-        image: Arc::new(out),
+        image: Arc::new(r.output.to_rgb8()),
         latent: Latent {
             channels: c,
             height: lh,
             width: lw,
-            data: zdata,
+            data: r.latent.data,
         },
-        psnr,
-        ssim,
+        psnr: r.psnr,
+        ssim: r.ssim,
         lpips: Err(LPIPS_PENDING.into()),
-        seconds: t0.elapsed().as_secs_f64(),
-        tiles,
+        seconds: r.seconds,
+        tiles: r.tiles,
     })
 }
 

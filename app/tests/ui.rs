@@ -88,23 +88,39 @@ fn reconstruct_switch_views_and_check_metrics() {
             .collect::<Vec<_>>()
     );
 
-    // The same reconstruction through the engine alone.
-    let device = dcae::Backend::Cpu.device().unwrap();
-    let model = dcae_app::worker::load_model(
-        &dcae_app::worker::ModelSource::Folder(fixture_model()),
-        &device,
-    )
-    .unwrap();
-    let rgb = image::open(&img_path).unwrap().to_rgb8();
-    let never = std::sync::atomic::AtomicBool::new(false);
-    let rec = dcae_app::worker::reconstruct(&model, &rgb, None, &never, &mut |_, _, _| {}).unwrap();
+    // The numbers, computed outside the app: the exported reconstruction against the
+    // original, PSNR by the formula here, SSIM by the engine's metric (checked against
+    // scikit-image in tests/metrics.rs), the latent shape from the exported file.
+    use dcae_app::app::SaveKind;
+    let rec_path = dir.join("rec.png");
+    let lat_path = dir.join("latent.safetensors");
+    h.state_mut()
+        .export(SaveKind::Reconstruction, rec_path.clone())
+        .unwrap();
+    h.state_mut()
+        .export(SaveKind::Latent, lat_path.clone())
+        .unwrap();
+    wait_idle(&mut h);
+    // The "saved ..." notes would shift the snapshots' layout.
+    h.state_mut().messages.clear();
+    h.run_steps(2);
+    let orig = image::open(&img_path).unwrap().to_rgb8();
+    let rec = image::open(&rec_path).unwrap().to_rgb8();
+    assert_eq!(rec.dimensions(), orig.dimensions());
+    let mse = orig
+        .as_raw()
+        .iter()
+        .zip(rec.as_raw())
+        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+        .sum::<f64>()
+        / orig.as_raw().len() as f64;
+    let psnr = format!("{:.2} dB", 10.0 * (255.0f64.powi(2) / mse).log10());
+    let ssim = dcae::metrics::ssim_rgb8(orig.as_raw(), rec.as_raw(), 100, 70).unwrap();
+    let ssim = format!("{ssim:.4}");
+    let bytes = std::fs::read(&lat_path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     // The fixture model has 8 latent channels; 70x100 is padded to 96x128: a 3x4 latent.
-    assert_eq!(
-        (rec.latent.channels, rec.latent.height, rec.latent.width),
-        (8, 3, 4)
-    );
-    let psnr = format!("{:.2} dB", rec.psnr);
-    let ssim = format!("{:.4}", rec.ssim.unwrap());
+    assert_eq!(st.tensor("latent").unwrap().shape(), &[1, 8, 3, 4]);
 
     // Metrics table: PSNR, SSIM, latent size and the compression ratio vs the 8-bit image.
     h.get_by_label(&psnr);
@@ -253,9 +269,20 @@ fn presenter_mode_enlarges_the_ui_and_prewarms_models() {
     h.key_press(egui::Key::F5);
     h.run_steps(2);
     assert_eq!(h.ctx.zoom_factor(), 1.0);
-    // Shortcut help lists every command.
+    // Shortcut help lists every command with its keys.
     h.key_press(egui::Key::F1);
     h.run_steps(2);
     h.get_by_label("Keyboard shortcuts");
+    for c in dcae_app::command::Command::ALL {
+        assert!(
+            h.query_all_by_label(c.label()).count() >= 1,
+            "the help lacks {:?} ({})",
+            c,
+            c.label()
+        );
+        let keys = c.key_hint(&h.ctx);
+        assert!(!keys.is_empty(), "{c:?} has no key");
+        assert!(h.query_all_by_label(&keys).count() >= 1, "{c:?}: {keys}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,12 +1,12 @@
-//! `dcae download`: official checkpoints from the Hugging Face hub into its cache.
+//! `dcae download`: official checkpoints (or any files of any repo) from the Hugging Face hub
+//! into its cache.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dcae::hub::{self, DownloadProgress, HubOptions};
+use dcae::Cancel;
+use dcae::hub::{self, HubOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -28,6 +28,10 @@ pub struct DownloadArgs {
     /// Branch, tag or commit hash.
     #[arg(long, default_value = "main")]
     revision: String,
+    /// Fetch these files of the repo instead of a DC-AE checkpoint (repeatable; paths inside
+    /// the repo such as `transformer/config.json`; an `*.index.json` brings its shards).
+    #[arg(long = "file", conflicts_with = "list")]
+    files: Vec<String>,
 }
 
 pub fn run(args: &DownloadArgs) -> Result<()> {
@@ -46,15 +50,9 @@ pub fn run(args: &DownloadArgs) -> Result<()> {
         .name
         .as_deref()
         .context("name a checkpoint or repo, or pass --list")?;
-    let cancel = Arc::new(AtomicBool::new(false));
     // First Ctrl-C (or SIGTERM): stop at the next chunk and delete the partial file. A second
     // one exits at once.
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())
-            .context("installing the signal handler")?;
-        signal_hook::flag::register(sig, cancel.clone())
-            .context("installing the signal handler")?;
-    }
+    let cancel: Cancel = crate::cancel_on_signals()?;
     let repo = hub::resolve_repo(name)?;
     eprintln!(
         "{repo} @ {} from {} into {}",
@@ -71,24 +69,25 @@ pub fn run(args: &DownloadArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let mut current = String::new();
-    let result = hub::download_model(
-        &repo,
-        &opts,
-        &mut |p: DownloadProgress| {
-            if p.file != current {
-                if !current.is_empty() {
-                    pb.println(format!("  {current} done"));
-                }
-                current = p.file.clone();
-                pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                pb.reset();
-                pb.set_length(p.total_bytes);
-                pb.set_message(p.file.clone());
+    let mut progress = |file: &str, done: u64, total: u64| {
+        if file != current {
+            if !current.is_empty() {
+                pb.println(format!("  {current} done"));
             }
-            pb.set_position(p.done_bytes);
-        },
-        &cancel,
-    );
+            current = file.to_string();
+            pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            pb.reset();
+            pb.set_length(total);
+            pb.set_message(file.to_string());
+        }
+        pb.set_position(done);
+    };
+    let result = if args.files.is_empty() {
+        hub::download_model(&repo, &opts, &mut progress, &cancel)
+    } else {
+        let files: Vec<&str> = args.files.iter().map(String::as_str).collect();
+        hub::download_files(&repo, &opts, &files, &mut progress, &cancel)
+    };
     pb.finish_and_clear();
     match result {
         Ok(dir) => {

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use dcae::autoencoder::{TileSpec, Tiling};
 use dcae::burn::tensor::{Tensor, TensorData};
-use dcae::image_io::{Fit, RgbF32, fit_to_multiple, load_image};
-use dcae::tensor_io::{HostTensor, TensorFile, read_tensor, write_atomic, write_tensors};
-use dcae::tiling::TileSpec;
-use dcae::{Backend, DcAe, Precision, metrics};
+use dcae::io::image::{Fit, RgbF32, fit_plan, fit_to_multiple, load_image};
+use dcae::io::tensors::{HostTensor, TensorFile, read_tensor, write_atomic, write_tensors};
+use dcae::pipeline::{ReconstructOptions, reconstruct as reconstruct_image};
+use dcae::{Backend, Cancel, DcAe, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -69,14 +70,11 @@ impl std::str::FromStr for TileArg {
 }
 
 impl TileArg {
-    fn spec(self, h: usize, w: usize) -> Option<TileSpec> {
+    fn tiling(self) -> Tiling {
         match self {
-            TileArg::Auto => TileSpec::auto(h, w),
-            TileArg::Off => None,
-            TileArg::Px(px) => Some(TileSpec {
-                tile_px: px,
-                overlap_px: (px / 8).max(1),
-            }),
+            TileArg::Auto => Tiling::Auto,
+            TileArg::Off => Tiling::Never,
+            TileArg::Px(px) => Tiling::With(TileSpec::with_tile(px)),
         }
     }
 }
@@ -223,19 +221,28 @@ fn load_model(c: &Common) -> Result<DcAe> {
         model.factor(),
         model.config.latent_channels,
         model.num_params() as f64 / 1e6,
-        c.precision_name(),
+        c.precision.name(),
         c.backend
     );
     Ok(model)
 }
 
-impl Common {
-    fn precision_name(&self) -> &'static str {
-        match self.precision {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-            Precision::F16 => "f16",
-        }
+/// A cancel token set by the first Ctrl-C (or SIGTERM); a second one exits at once (130).
+fn cancel_on_signals() -> Result<Cancel> {
+    let cancel = Cancel::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.flag())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, cancel.flag()).context("installing the signal handler")?;
+    }
+    Ok(cancel)
+}
+
+/// A tile progress sink drawing on `pb`.
+fn tile_progress(pb: &ProgressBar) -> impl FnMut(&str, u64, u64) + '_ {
+    |_, done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
     }
 }
 
@@ -264,18 +271,15 @@ fn to_tensor(t: &HostTensor, device: &dcae::burn::tensor::Device) -> Tensor<4> {
     )
 }
 
+/// What a non-finite model output means for the user.
+const NON_FINITE: &str = "the model produced NaN/inf values; with --precision f16 try bf16 or f32, otherwise the weights may be corrupt";
+
 fn to_host(t: Tensor<4>) -> Result<HostTensor> {
-    let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading result back: {e:?}"))?;
-    if data.iter().any(|v| !v.is_finite()) {
-        bail!(
-            "the model produced NaN/inf values; with --precision f16 try bf16 or f32, otherwise the weights may be corrupt"
-        );
+    let t = dcae::pipeline::reconstruct::host(t, "the result")?;
+    if t.data.iter().any(|v| !v.is_finite()) {
+        bail!(NON_FINITE);
     }
-    Ok(HostTensor { shape, data })
+    Ok(t)
 }
 
 /// Images (fitted) stacked into one [N,3,H,W] batch plus their original sizes.
@@ -354,12 +358,9 @@ fn encode(c: &Common, inputs: &[PathBuf], output: &Path, scaled: bool, fit: Fit)
     };
     let (h, w) = (image.shape[2], image.shape[3]);
     let x = to_tensor(&image, &model.device);
-    let spec = c.tile.spec(h, w);
+    let spec = c.tile.tiling().spec(h, w);
     let pb = bar(1, "encode");
-    let z = model.encode_tiled(x, spec, &mut |d, t| {
-        pb.set_length(t as u64);
-        pb.set_position(d as u64);
-    })?;
+    let z = model.encode_tiled(x, spec, &mut tile_progress(&pb), &Cancel::new())?;
     pb.finish_and_clear();
     let z = if scaled {
         let s = model
@@ -431,12 +432,9 @@ fn decode(c: &Common, input: &Path, output: &Path, scaled: bool) -> Result<()> {
     } else {
         z
     };
-    let spec = c.tile.spec(t.shape[2] * f, t.shape[3] * f);
+    let spec = c.tile.tiling().spec(t.shape[2] * f, t.shape[3] * f);
     let pb = bar(1, "decode");
-    let y = model.decode_tiled(z, spec, &mut |d, n| {
-        pb.set_length(n as u64);
-        pb.set_position(d as u64);
-    })?;
+    let y = model.decode_tiled(z, spec, &mut tile_progress(&pb), &Cancel::new())?;
     pb.finish_and_clear();
     let y = to_host(y)?;
     if !png {
@@ -495,58 +493,54 @@ fn reconstruct(c: &Common, image: &Path, output: &Path, fit: Fit) -> Result<()> 
         bail!("output {} must end in .png", output.display());
     }
     let model = load_model(c)?;
-    let f = model.factor();
-    let (batch, orig) = load_images(&[image.to_path_buf()], f, fit)?;
-    let (h, w) = (batch.shape[2], batch.shape[3]);
-    let spec = c.tile.spec(h, w);
-    let x = to_tensor(&batch, &model.device);
-    let started = std::time::Instant::now();
-    let pb = bar(1, "encode");
-    let z = model.encode_tiled(x, spec, &mut |d, n| {
-        pb.set_length(n as u64);
-        pb.set_position(d as u64);
-    })?;
-    pb.finish_and_clear();
-    let pb = bar(1, "decode");
-    let y = model.decode_tiled(z.clone(), spec, &mut |d, n| {
-        pb.set_length(n as u64);
-        pb.set_position(d as u64);
-    })?;
-    pb.finish_and_clear();
-    let y = to_host(y)?;
-    let elapsed = started.elapsed();
-    let (ow, oh) = orig[0];
-    let rec = split_batch(&y).remove(0).crop(0, 0, ow, oh);
-    let src = RgbF32 {
-        width: w,
-        height: h,
-        data: batch.data,
+    let (img, notes) = load_image(image)?;
+    for n in notes {
+        eprintln!("note: {}: {n}", image.display());
     }
-    .crop(0, 0, ow, oh);
-    save_png(&rec, output)?;
-    let (a, b) = (src.to_rgb8(), rec.to_rgb8());
-    let psnr = metrics::psnr_u8(a.as_raw(), b.as_raw());
-    let ssim = metrics::ssim_rgb8(a.as_raw(), b.as_raw(), ow, oh);
-    let zd = z.dims();
+    let plan = fit_plan(img.width, img.height, model.factor(), fit)
+        .with_context(|| image.display().to_string())?;
+    if let Some(rule) = &plan.rule {
+        eprintln!("note: {}: {rule}", image.display());
+    }
+    let opts = ReconstructOptions {
+        fit,
+        tiling: c.tile.tiling(),
+    };
+    let pb = bar(1, "encode/decode");
+    let r = reconstruct_image(&model, &img, &opts, &mut tile_progress(&pb), &Cancel::new())
+        .map_err(|e| match e {
+            dcae::Error::NonFinite(_) => anyhow::anyhow!(NON_FINITE),
+            e => e.into(),
+        })?;
+    pb.finish_and_clear();
+    save_png(&r.output, output)?;
+    let (ow, oh) = (r.original.width, r.original.height);
+    let [zc, zh, zw] = [r.latent.shape[0], r.latent.shape[1], r.latent.shape[2]];
     println!(
         "{}x{} -> latent {}x{}x{} ({} values, {:.1}x fewer than the 8-bit image) -> {}",
         ow,
         oh,
-        zd[1],
-        zd[2],
-        zd[3],
-        zd[1] * zd[2] * zd[3],
-        (3 * ow * oh) as f64 / (zd[1] * zd[2] * zd[3]) as f64,
+        zc,
+        zh,
+        zw,
+        zc * zh * zw,
+        (3 * ow * oh) as f64 / (zc * zh * zw) as f64,
         output.display()
     );
     println!(
-        "psnr={psnr:.2} dB ssim={} time={:.2}s{}",
-        ssim.map_or("n/a (image < 11 px)".into(), |s| format!("{s:.4}")),
-        elapsed.as_secs_f64(),
-        match spec {
-            Some(s) if w * h > 0 && (w > s.tile_px || h > s.tile_px) =>
-                format!(" (tiled, {} px tiles)", s.tile_px),
-            _ => String::new(),
+        "psnr={:.2} dB ssim={} time={:.2}s{}",
+        r.psnr,
+        r.ssim
+            .map_or("n/a (image < 11 px)".into(), |s| format!("{s:.4}")),
+        r.seconds,
+        match r.tiles {
+            Some(_) => format!(
+                " (tiled, {} px tiles)",
+                opts.tiling
+                    .spec(r.fit.fitted.1, r.fit.fitted.0)
+                    .map_or(0, |s| s.tile_px)
+            ),
+            None => String::new(),
         }
     );
     Ok(())
@@ -555,14 +549,11 @@ fn reconstruct(c: &Common, image: &Path, output: &Path, fit: Fit) -> Result<()> 
 fn info(backend: Backend) -> Result<()> {
     let device = backend.device()?;
     println!("backend {backend}: {device:?}");
-    for (name, p) in [
-        ("f32", Precision::F32),
-        ("bf16", Precision::Bf16),
-        ("f16", Precision::F16),
-    ] {
+    for p in [Precision::F32, Precision::Bf16, Precision::F16] {
         let ok = device.supports_dtype(p.dtype());
         println!(
-            "  --precision {name}: {}",
+            "  --precision {}: {}",
+            p.name(),
             if ok { "supported" } else { "not supported" }
         );
     }

@@ -1,15 +1,13 @@
 //! `dcae train` and `dcae eval`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
-use dcae::image_io::{Fit, RgbF32, fit_to_multiple, load_image};
+use dcae::metrics::Lpips;
+use dcae::pipeline::eval::evaluate_image;
 use dcae::train::data::list_images;
-use dcae::train::lpips::Lpips;
 use dcae::train::{Event, TrainConfig, export_checkpoint, train};
-use dcae::{Backend, DcAe, Precision, metrics};
+use dcae::{Backend, Cancel, DcAe, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `dcae train --config run.toml [--resume]`.
@@ -20,14 +18,9 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
         println!("exported {}", dir.display());
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
     // First Ctrl-C (or SIGTERM): finish the step, write a checkpoint, exit 130. A second one
     // exits at once (the conditional shutdown fires only when the flag is already set).
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing the signal handler")?;
-        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
-    }
+    let stop = crate::cancel_on_signals()?;
     let pb = ProgressBar::new(cfg.total_steps());
     pb.set_style(
         ProgressStyle::with_template(
@@ -108,20 +101,6 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// A bicubic baseline holding as many values as the latent: downscale so that
-/// `h' * w' * 3 = latent values`, upscale back.
-pub fn bicubic_baseline(img: &image::RgbImage, latent_values: usize) -> image::RgbImage {
-    use image::imageops::{FilterType, resize};
-    let (w, h) = (img.width() as f64, img.height() as f64);
-    let s = (latent_values as f64 / (3.0 * w * h)).sqrt();
-    let (dw, dh) = (
-        ((w * s).round() as u32).max(1),
-        ((h * s).round() as u32).max(1),
-    );
-    let small = resize(img, dw, dh, FilterType::CatmullRom);
-    resize(&small, img.width(), img.height(), FilterType::CatmullRom)
-}
-
 /// `dcae eval --model DIR FOLDER`: per-image PSNR / SSIM (/ LPIPS) and the bicubic baseline
 /// at the same number of values; the last line is `mean psnr=<dB> ssim=<value>`.
 pub fn run_eval(
@@ -139,7 +118,6 @@ pub fn run_eval(
     } else {
         Some(Lpips::load(lpips_weights, &device)?.0)
     };
-    let f = model.factor();
     let files = if folder.is_file() {
         vec![folder.to_path_buf()]
     } else {
@@ -150,69 +128,26 @@ pub fn run_eval(
         "image", "size", "psnr", "ssim", "lpips", "bicubic"
     );
     let (mut sp, mut ss, mut sl, mut sb) = (0.0, 0.0, 0.0, 0.0);
+    let cancel = Cancel::new();
     for p in &files {
-        let (img, _) = load_image(p)?;
-        let img = shrink(&img, max_side);
-        let (img, _) = fit_to_multiple(&img, f, Fit::Crop)?;
-        let (w, h) = (img.width, img.height);
-        let x = dcae::burn::tensor::Tensor::<4>::from_data(
-            dcae::burn::tensor::TensorData::new(img.data.clone(), [1, 3, h, w]),
-            &device,
-        );
-        let spec = dcae::tiling::TileSpec::auto(h, w);
-        let z = model.encode_tiled(x.clone(), spec, &mut |_, _| {})?;
-        let latent_values = z.dims()[1..].iter().product::<usize>();
-        let y = model.decode_tiled(z, spec, &mut |_, _| {})?;
-        let data = y
-            .clone()
-            .clamp(-1.0, 1.0)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let rec = RgbF32 {
-            width: w,
-            height: h,
-            data,
-        };
-        let (a, b) = (img.to_rgb8(), rec.to_rgb8());
-        let psnr = metrics::psnr_u8(a.as_raw(), b.as_raw());
-        let ssim = metrics::ssim_rgb8(a.as_raw(), b.as_raw(), w, h).unwrap_or(f64::NAN);
-        let base = bicubic_baseline(&a, latent_values);
-        let bpsnr = metrics::psnr_u8(a.as_raw(), base.as_raw());
-        let lp = match &lpips {
-            Some(l) => {
-                let v = l
-                    .forward(x, y.clamp(-1.0, 1.0))
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                f64::from(v[0])
-            }
-            None => f64::NAN,
-        };
-        let name = p.file_name().map_or_else(
-            || p.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let r = evaluate_image(&model, p, max_side, lpips.as_ref(), &cancel)?;
         println!(
             "{:<44} {:>11} {:>8.2} {:>7.4} {:>8} {:>9.2}",
-            name,
-            format!("{w}x{h}"),
-            psnr,
-            ssim,
-            if lp.is_nan() {
+            r.name(),
+            format!("{}x{}", r.width, r.height),
+            r.psnr,
+            r.ssim,
+            if r.lpips.is_nan() {
                 "-".to_string()
             } else {
-                format!("{lp:.4}")
+                format!("{:.4}", r.lpips)
             },
-            bpsnr
+            r.bicubic_psnr
         );
-        sp += psnr;
-        ss += ssim;
-        sl += lp;
-        sb += bpsnr;
+        sp += r.psnr;
+        ss += r.ssim;
+        sl += r.lpips;
+        sb += r.bicubic_psnr;
     }
     let n = files.len() as f64;
     if n == 0.0 {
@@ -228,26 +163,6 @@ pub fn run_eval(
     }
     println!("mean psnr={:.2} ssim={:.4}", sp / n, ss / n);
     Ok(())
-}
-
-/// Downscales (bicubic) so the longer side is at most `max_side` (0 = keep).
-fn shrink(img: &RgbF32, max_side: usize) -> RgbF32 {
-    let long = img.width.max(img.height);
-    if max_side == 0 || long <= max_side {
-        return img.clone();
-    }
-    let k = max_side as f64 / long as f64;
-    let (w, h) = (
-        ((img.width as f64 * k).round() as u32).max(1),
-        ((img.height as f64 * k).round() as u32).max(1),
-    );
-    let small = image::imageops::resize(
-        &img.to_rgb8(),
-        w,
-        h,
-        image::imageops::FilterType::CatmullRom,
-    );
-    RgbF32::from_rgb8(&small)
 }
 
 /// A line above the progress bar, or on stderr when the bar is hidden (output not a terminal,

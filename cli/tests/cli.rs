@@ -170,9 +170,9 @@ fn tensor_input_and_scaled_latent_round_trip() {
     assert!(o.status.success(), "{:?}", text(&o));
     // The scaled flag travels in the file's metadata, so decode undoes it: the result equals
     // the reference reconstruction of the same input.
-    let got = dcae::tensor_io::read_tensor(&out, "reconstruction").unwrap();
+    let got = dcae::io::tensors::read_tensor(&out, "reconstruction").unwrap();
     let exp =
-        dcae::tensor_io::read_tensor(&m.join("expected.safetensors"), "reconstruction").unwrap();
+        dcae::io::tensors::read_tensor(&m.join("expected.safetensors"), "reconstruction").unwrap();
     let max = got
         .data
         .iter()

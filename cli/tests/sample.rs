@@ -225,7 +225,22 @@ fn sample_decode_png_and_reproduce_from_metadata() {
     let s = image::open(&single).unwrap().to_rgb8();
     let full = image::open(&a).unwrap().to_rgb8();
     let left = image::imageops::crop_imm(&full, 0, 0, 128, 128).to_image();
-    assert_eq!(s.into_raw(), left.into_raw());
+    // Equal up to rounding: a batch of 2 and of 1 run the same arithmetic per row, but the gemm
+    // kernels may block rows differently by batch size (AVX2 vs AVX-512 differ), which can move
+    // a value across a quantisation step. A dependence on the other item is far larger.
+    let (a, b) = (s.into_raw(), left.into_raw());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0);
+    let off = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    assert!(
+        worst <= 2 && off * 100 <= a.len(),
+        "item 0 depends on the batch: {off} of {} values differ, by up to {worst}",
+        a.len()
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -44,6 +44,8 @@ impl std::fmt::Display for Backend {
     }
 }
 
+serde_by_name!(Backend);
+
 impl Backend {
     /// Initialises the device, with an actionable error when it is not available.
     pub fn device(self) -> Result<Device> {
@@ -52,25 +54,15 @@ impl Backend {
             Backend::Wgpu => {
                 // The wgpu runtime registers once per process; later calls reuse the device.
                 static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
-                WGPU.get_or_init(|| {
-                    // wgpu panics deep inside adapter selection on some failures; turn any
-                    // panic into an error the user can act on.
-                    match std::panic::catch_unwind(|| Device::wgpu_options().init()) {
-                        Ok(Ok(d)) => Ok(d),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("adapter initialisation panicked".into()),
-                    }
-                })
-                .clone()
-                .map_err(wgpu_err)
+                WGPU.get_or_init(|| wgpu_device(None))
+                    .clone()
+                    .map_err(wgpu_err)
             }
             Backend::Cuda => cuda_device(),
             Backend::Ndarray => ndarray_device(),
         }
     }
-}
 
-impl Backend {
     /// `n` devices of this backend for data-parallel training: GPUs 0..n (CUDA device
     /// indices; wgpu discrete adapters), or `n` replicas on the one CPU device (no speed-up
     /// there; it runs the same code path, which is how the tests check it).
@@ -85,21 +77,29 @@ impl Backend {
             Backend::Cpu | Backend::Ndarray => Ok(vec![self.device()?; n]),
             Backend::Cuda => (0..n).map(cuda_device_at).collect(),
             Backend::Wgpu => (0..n)
-                .map(|i| {
-                    match std::panic::catch_unwind(|| {
-                        Device::wgpu_options()
-                            .device_kind(burn::tensor::DeviceKind::DiscreteGpu(i))
-                            .init()
-                    }) {
-                        Ok(Ok(d)) => Ok(d),
-                        Ok(Err(e)) => Err(wgpu_err(format!("discrete GPU {i}: {e}"))),
-                        Err(_) => Err(wgpu_err(format!(
-                            "discrete GPU {i}: adapter initialisation panicked"
-                        ))),
-                    }
-                })
+                .map(|i| wgpu_device(Some(i)).map_err(wgpu_err))
                 .collect(),
         }
+    }
+}
+
+/// A wgpu device: the default adapter, or discrete GPU `index`. wgpu panics deep inside
+/// adapter selection on some failures; any panic becomes an error the user can act on.
+fn wgpu_device(index: Option<usize>) -> std::result::Result<Device, String> {
+    let label = index.map_or(String::new(), |i| format!("discrete GPU {i}: "));
+    let init = std::panic::catch_unwind(|| {
+        let opts = Device::wgpu_options();
+        match index {
+            Some(i) => opts
+                .device_kind(burn::tensor::DeviceKind::DiscreteGpu(i))
+                .init(),
+            None => opts.init(),
+        }
+    });
+    match init {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(format!("{label}{e}")),
+        Err(_) => Err(format!("{label}adapter initialisation panicked")),
     }
 }
 

@@ -46,9 +46,17 @@ pub enum Error {
     /// A tensor has a dtype that cannot hold weights.
     #[error("weight `{key}` has unsupported dtype {dtype}")]
     BadDtype { key: String, dtype: String },
-    /// An input image or tensor is unusable.
+    /// An input (image, tensor, setting, run file value) is unusable; the message says why
+    /// and what would be accepted.
     #[error("{0}")]
     Input(String),
+    /// A computation produced NaN or infinite values (a gradient, a model output).
+    #[error("{0}")]
+    NonFinite(String),
+    /// The device failed outside the model's arithmetic: reading a result back, a worker
+    /// thread that died.
+    #[error("device: {0}")]
+    Device(String),
     /// The requested backend could not be initialised.
     #[error("backend {backend}: {message}")]
     Backend { backend: String, message: String },
@@ -64,8 +72,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
-    /// The user cancelled (a download: no partial file is left behind; a tiled encode/decode:
-    /// stopped after the current tile).
+    /// The call's [`Cancel`](crate::task::Cancel) token was set (a download: no partial file is
+    /// left behind; a tiled encode/decode: stopped after the current tile; a sampler: after the
+    /// current step).
     #[error("cancelled")]
     Cancelled,
 }
@@ -74,6 +83,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A device readback failure (Burn's `DataError` and the like).
+    pub(crate) fn readback(what: &str, e: impl std::fmt::Debug) -> Self {
+        Error::Device(format!("reading {what} back: {e:?}"))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

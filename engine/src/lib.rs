@@ -1,38 +1,61 @@
-//! DC-AE (Deep Compression Autoencoder, arXiv 2410.10733) in Burn.
+//! DC-AE (Deep Compression Autoencoder, arXiv 2410.10733) in Burn, and the latent diffusion
+//! models that run on its latents.
 //!
-//! Every official checkpoint family as a [`DcAeConfig`] preset, a strict loader for the
-//! diffusers and original efficientvit safetensors layouts ([`weights`]), encode/decode with
-//! optional activation tracing, tiled encode/decode for large images ([`tiling`]), image I/O and
-//! metrics. Backends: wgpu (default), CPU (`burn-flex`), CUDA (`cuda` feature).
+//! - shared infrastructure: [`error`], [`backend`] (a runtime Burn device), [`task`] (progress
+//!   sink + cancel token of every long call), [`io`] (images, tensor files, atomic writes);
+//! - shared model layers: [`weights`] (strict safetensors loader, key layouts, parameter
+//!   builder) and [`nn`] (conv, norms, linear, attention, linear attention, embeddings, trace);
+//! - model families: [`autoencoder`] (DC-AE: every official checkpoint as a preset, tiling),
+//!   [`diffusion`] (schedules, samplers, class-conditional UViT/DiT/USiT), [`text`] (the text
+//!   encoders of text-to-image models);
+//! - what users run: [`pipeline`] (reconstruct, evaluate, class-to-image), [`metrics`] (PSNR,
+//!   SSIM, LPIPS), [`train`] (three-phase training), [`hub`] (Hugging Face downloads).
+//!
+//! Backends: wgpu (default), CPU (`burn-flex`), CUDA (`cuda` feature).
 
-pub mod attention;
+/// Serde for an enum through its names: serialised as `Display`, parsed with `FromStr`
+/// (settings files and PNG metadata store `"cpu"`, `"bf16"`, `"dpm-solver"`).
+macro_rules! serde_by_name {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let name = <String as serde::Deserialize>::deserialize(d)?;
+                name.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod autoencoder;
 pub mod backend;
-pub mod config;
-pub mod decoder;
 pub mod diffusion;
-pub mod encoder;
 pub mod error;
-pub mod evit;
-pub mod glumbconv;
 pub mod hub;
-pub mod image_io;
-pub mod layers;
+pub mod io;
 pub mod metrics;
-pub mod resample;
-pub mod resblock;
-pub mod tensor_io;
-mod tiled;
-pub mod tiling;
-pub mod trace;
+pub mod nn;
+pub mod pipeline;
+pub mod task;
+pub mod text;
 pub mod train;
 pub mod weights;
 
-pub use autoencoder::DcAe;
+pub use autoencoder::{DcAe, DcAeConfig};
 pub use backend::Backend;
-pub use config::DcAeConfig;
 pub use error::{Error, Result};
-pub use layers::Precision;
-pub use trace::Trace;
+pub use nn::Trace;
+pub use task::{Cancel, Progress};
+pub use weights::Precision;
 
 pub use burn;

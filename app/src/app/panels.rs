@@ -68,29 +68,30 @@ impl Workbench {
                 .on_hover_text("Keyboard shortcuts (F1)")
                 .clicked()
             {
-                self.show_help = !self.show_help;
+                self.chrome.show_help = !self.chrome.show_help;
             }
         });
         cmds
     }
 
-    pub(super) fn side_panel(&mut self, ui: &mut egui::Ui) -> Vec<Command> {
-        let mut cmds = Vec::new();
+    pub(super) fn side_panel(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
         ui.heading("Images");
         if ui.button("Open images…").clicked() {
-            cmds.push(Command::OpenImages);
+            acts.push(Action::Command(Command::OpenImages));
         }
-        let mut pick = None;
-        let mut load_sample = None;
         egui::ScrollArea::vertical()
             .id_salt("images")
             .max_height(140.0)
             .show(ui, |ui| {
-                for (i, img) in self.images.iter().enumerate() {
+                for (i, img) in self.recon.images.iter().enumerate() {
                     let (w, h) = img.rgb.dimensions();
                     let label = format!("{} ({w}x{h})", img.name);
-                    if ui.selectable_label(i == self.current, label).clicked() {
-                        pick = Some(i);
+                    if ui
+                        .selectable_label(i == self.recon.current, label)
+                        .clicked()
+                    {
+                        acts.push(Action::SelectImage(i));
                     }
                 }
             });
@@ -98,23 +99,17 @@ impl Workbench {
             ui.label("Samples:");
             for (i, (name, _)) in SAMPLES.iter().enumerate() {
                 if ui.small_button(*name).clicked() {
-                    load_sample = Some(i);
+                    acts.push(Action::LoadSample(i));
                 }
             }
         });
-        if let Some(i) = pick {
-            self.current = i;
-            self.zoom.fit = true;
-            self.queue_current();
-        }
-        if let Some(i) = load_sample {
-            let (name, bytes) = SAMPLES[i];
-            self.add_image_bytes(name, bytes);
-        }
         ui.separator();
         ui.heading("Models");
-        let dims = self.images.get(self.current).map(|i| i.rgb.dimensions());
-        let mut remove = None;
+        let dims = self
+            .recon
+            .images
+            .get(self.recon.current)
+            .map(|i| i.rgb.dimensions());
         let focus = self.focus_model();
         for m in &self.models {
             ui.group(|ui| {
@@ -125,14 +120,14 @@ impl Workbench {
                         .on_hover_text("Shown in the difference and latent views")
                         .clicked()
                     {
-                        self.focus = Some(m.id);
+                        acts.push(Action::FocusModel(m.id));
                     }
                     if ui
                         .small_button("x")
                         .on_hover_text(format!("Remove {name}"))
                         .clicked()
                     {
-                        remove = Some(m.id);
+                        acts.push(Action::RemoveModel(m.id));
                     }
                 });
                 match &m.state {
@@ -168,42 +163,38 @@ impl Workbench {
                 }
             });
         }
-        if let Some(id) = remove {
-            self.remove_model(id);
-        }
         if ui.button("Add model folder…").clicked() {
-            cmds.push(Command::AddModelFolder);
+            acts.push(Action::Command(Command::AddModelFolder));
         }
-        self.hub_ui(ui);
+        acts.extend(self.hub_ui(ui));
         ui.separator();
         egui::CollapsingHeader::new("Settings")
-            .default_open(!self.presenter)
+            .default_open(!self.chrome.presenter)
             .show(ui, |ui| self.settings_ui(ui));
-        cmds
+        acts
     }
 
     /// Official checkpoints from Hugging Face, downloaded into the standard HF cache.
-    pub(super) fn hub_ui(&mut self, ui: &mut egui::Ui) {
+    pub(super) fn hub_ui(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
         let repos = dcae::hub::official_repos();
         egui::CollapsingHeader::new("Official checkpoints (Hugging Face)")
             .default_open(false)
             .show(ui, |ui| {
-                self.hub_choice = self.hub_choice.min(repos.len().saturating_sub(1));
+                self.chrome.hub_choice = self.chrome.hub_choice.min(repos.len().saturating_sub(1));
                 egui::ComboBox::from_id_salt("hub-repo")
-                    .selected_text(repos.get(self.hub_choice).map_or("", |r| r.name))
+                    .selected_text(repos.get(self.chrome.hub_choice).map_or("", |r| r.name))
                     .show_ui(ui, |ui| {
                         for (i, r) in repos.iter().enumerate() {
-                            ui.selectable_value(&mut self.hub_choice, i, r.name)
+                            ui.selectable_value(&mut self.chrome.hub_choice, i, r.name)
                                 .on_hover_text(r.repo);
                         }
                     });
-                let mut cancel = false;
                 if let Some(d) = &self.download {
-                    let (done, total) = d
+                    let (file, done, total) = d
                         .progress
                         .as_ref()
-                        .map_or((0, 0), |p| (p.done_bytes, p.total_bytes));
-                    let file = d.progress.as_ref().map_or("", |p| p.file.as_str());
+                        .map_or(("", 0, 0), |(f, d, t)| (f.as_str(), *d, *t));
                     let frac = if total > 0 { done as f32 / total as f32 } else { 0.0 };
                     let secs = d.started.elapsed().as_secs_f64().max(1e-3);
                     let rate = done as f64 / secs;
@@ -219,69 +210,19 @@ impl Workbench {
                         total as f64 / 1e6,
                         rate / 1e6
                     )));
-                    cancel = ui.button("Cancel download").clicked();
+                    if ui.button("Cancel download").clicked() {
+                        acts.push(Action::CancelDownload);
+                    }
                 } else if ui
                     .button("Download")
                     .on_hover_text("Into the Hugging Face cache (HF_HOME / HF_HUB_CACHE; HF_ENDPOINT, HF_TOKEN honoured); checked against the hub's sha256")
                     .clicked()
-                    && let Some(r) = repos.get(self.hub_choice)
+                    && let Some(r) = repos.get(self.chrome.hub_choice)
                 {
-                    self.start_download(r.repo.to_string());
-                }
-                if cancel && let Some(d) = &self.download {
-                    d.cancel.store(true, Ordering::Relaxed);
+                    acts.push(Action::StartDownload(r.repo.to_string()));
                 }
             });
-    }
-
-    /// Downloads on its own thread (network is not model work: reconstructions keep running).
-    pub fn start_download(&mut self, repo: String) {
-        let opts = match dcae::hub::HubOptions::from_env() {
-            Ok(o) => o,
-            Err(e) => {
-                self.error(
-                    e.to_string(),
-                    Some("check HF_ENDPOINT / HF_HOME / HF_HUB_CACHE"),
-                );
-                return;
-            }
-        };
-        let cancel = Arc::new(AtomicBool::new(false));
-        self.download = Some(Download {
-            repo: repo.clone(),
-            progress: None,
-            cancel: cancel.clone(),
-            started: Instant::now(),
-        });
-        let tx = self.events_tx.clone();
-        let ctx = self.ctx.clone();
-        std::thread::spawn(move || {
-            let mut last = Instant::now();
-            let r = dcae::hub::download_model(
-                &repo,
-                &opts,
-                &mut |p| {
-                    // A repaint per 64 KiB chunk would be wasteful: at most 20 per second.
-                    if last.elapsed() > Duration::from_millis(50) || p.done_bytes == p.total_bytes {
-                        last = Instant::now();
-                        let _ = tx.send(UiEvent::Download(p));
-                        ctx.request_repaint();
-                    }
-                },
-                &cancel,
-            );
-            let r = r.map_err(|e| match e {
-                dcae::Error::Cancelled => "cancelled".to_string(),
-                e => e.to_string(),
-            });
-            let _ = tx.send(UiEvent::Downloaded(r));
-            ctx.request_repaint();
-        });
-    }
-
-    /// True while a download runs.
-    pub fn downloading(&self) -> bool {
-        self.download.is_some()
+        acts
     }
 
     pub(super) fn settings_ui(&mut self, ui: &mut egui::Ui) {
@@ -355,16 +296,16 @@ impl Workbench {
         ui.horizontal(|ui| {
             let mut running = Vec::new();
             for m in &self.models {
-                for img in &self.images {
-                    if let Some(r) = self.results.get(&(img.id, m.id)) {
+                for img in &self.recon.images {
+                    if let Some(r) = self.recon_task(img.id, m.id) {
                         match r.state {
-                            ResultState::Running { stage, done, total } => running.push(format!(
+                            TaskState::Running { stage, done, total } => running.push(format!(
                                 "{} · {}: {stage} {done}/{total} ({:.1} s)",
                                 img.name,
                                 m.source.label(),
                                 r.started.elapsed().as_secs_f64()
                             )),
-                            ResultState::Queued => {
+                            TaskState::Queued => {
                                 running.push(format!("{} · {}: queued", img.name, m.source.label()))
                             }
                             _ => {}
@@ -381,11 +322,11 @@ impl Workbench {
                     cancel = true;
                 }
             }
-            if !self.hide_timings {
+            if !self.chrome.hide_timings {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label(format!(
                         "frame {:.1} ms",
-                        self.frame_ms.last().copied().unwrap_or(0.0)
+                        self.perf.frame_ms.last().copied().unwrap_or(0.0)
                     ));
                 });
             }
@@ -419,7 +360,7 @@ impl Workbench {
     }
 
     pub(super) fn metrics_table(&mut self, ui: &mut egui::Ui) {
-        let Some(img) = self.images.get(self.current) else {
+        let Some(img) = self.recon.images.get(self.recon.current) else {
             return;
         };
         let (w, h) = img.rgb.dimensions();
@@ -439,8 +380,8 @@ impl Workbench {
                         continue;
                     };
                     ui.label(&info.name);
-                    match self.results.get(&(img.id, m.id)).map(|r| &r.state) {
-                        Some(ResultState::Done(d)) => {
+                    match self.recon_task(img.id, m.id).map(|r| &r.state) {
+                        Some(TaskState::Done(d)) => {
                             let r = &d.rec;
                             ui.label(format!("{:.2} dB", r.psnr));
                             ui.label(r.ssim.map_or("n/a".into(), |s| format!("{s:.4}")));
@@ -455,7 +396,7 @@ impl Workbench {
                                 "{:.1}x",
                                 analysis::compression_ratio(w as usize, h as usize, l.len())
                             ));
-                            let secs = if self.hide_timings {
+                            let secs = if self.chrome.hide_timings {
                                 "-".to_string()
                             } else {
                                 format!("{:.2} s", r.seconds)
@@ -468,8 +409,8 @@ impl Workbench {
                                     .unwrap_or_default()
                             ));
                         }
-                        Some(ResultState::Failed(e)) => {
-                            ui.colored_label(ui.visuals().error_fg_color, e);
+                        Some(TaskState::Failed(e)) => {
+                            ui.colored_label(ui.visuals().error_fg_color, e.to_string());
                             for _ in 0..6 {
                                 ui.label("");
                             }

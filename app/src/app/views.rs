@@ -7,19 +7,19 @@ impl Workbench {
     pub(super) fn ensure_textures(&mut self, ctx: &egui::Context) {
         let max = ctx.input(|i| i.max_texture_side);
         let scale = self.settings.diff_scale;
-        let cur = self.current;
-        let Some(img) = self.images.get_mut(cur) else {
+        let cur = self.recon.current;
+        let Some(img) = self.recon.images.get_mut(cur) else {
             return;
         };
         if img.texture.is_none() {
             img.texture = Some(texture(ctx, &format!("img{}", img.id), &img.rgb, max));
         }
         let (iid, orig) = (img.id, img.rgb.clone());
-        for ((i, _m), r) in self.results.iter_mut() {
-            if *i != iid {
+        for (_, t) in self.tasks.iter_mut() {
+            if !matches!(t.kind, JobKind::Reconstruct { image, .. } if image == iid) {
                 continue;
             }
-            if let ResultState::Done(d) = &mut r.state {
+            if let TaskState::Done(d) = &mut t.state {
                 if d.texture.is_none() {
                     d.texture = Some(texture(ctx, "rec", &d.rec.image, max));
                 }
@@ -38,9 +38,9 @@ impl Workbench {
     }
 
     pub(super) fn central(&mut self, ui: &mut egui::Ui) {
-        let Some(img) = self.images.get(self.current) else {
+        let Some(img) = self.recon.images.get(self.recon.current) else {
             ui.centered_and_justified(|ui| {
-                ui.label(if self.pending_images > 0 {
+                ui.label(if self.pending.images > 0 {
                     "Decoding image…"
                 } else {
                     "Open an image (Ctrl+O), drop one here, or paste one."
@@ -62,7 +62,7 @@ impl Workbench {
 
     /// Cells to draw: (title, texture, tiles) for the original and each model.
     pub(super) fn cells(&self) -> Vec<Cell<'_>> {
-        let Some(img) = self.images.get(self.current) else {
+        let Some(img) = self.recon.images.get(self.recon.current) else {
             return Vec::new();
         };
         let tiles = self
@@ -77,9 +77,8 @@ impl Workbench {
         )];
         for m in &self.models {
             if let ModelState::Ready(info) = &m.state {
-                let (tex, tiles, title) = match self.results.get(&(img.id, m.id)).map(|r| &r.state)
-                {
-                    Some(ResultState::Done(d)) => (
+                let (tex, tiles, title) = match self.recon_task(img.id, m.id).map(|r| &r.state) {
+                    Some(TaskState::Done(d)) => (
                         d.texture.as_ref().map(|t| t.id()),
                         d.rec.tiles.as_ref(),
                         format!(
@@ -89,12 +88,12 @@ impl Workbench {
                             d.rec.ssim.map_or("n/a".into(), |s| format!("{s:.3}"))
                         ),
                     ),
-                    Some(ResultState::Running { stage, done, total }) => (
+                    Some(TaskState::Running { stage, done, total }) => (
                         None,
                         None,
                         format!("{} · {stage} {done}/{total}", info.name),
                     ),
-                    Some(ResultState::Failed(e)) => {
+                    Some(TaskState::Failed(e)) => {
                         (None, None, format!("{} · failed: {e}", info.name))
                     }
                     _ => (None, None, format!("{} · queued", info.name)),
@@ -112,11 +111,11 @@ impl Workbench {
         let cell_size = vec2(area.width() / cols as f32, area.height() / rows as f32);
         let title_h = 20.0;
         let image_cell = vec2(cell_size.x - 4.0, cell_size.y - title_h - 4.0);
-        if self.zoom.fit {
-            self.zoom.fit_to(image_cell, size);
-            self.zoom.fit = true;
+        if self.recon.zoom.fit {
+            self.recon.zoom.fit_to(image_cell, size);
+            self.recon.zoom.fit = true;
         }
-        let mut zoom = self.zoom;
+        let mut zoom = self.recon.zoom;
         let show_tiles = self.settings.show_tiles;
         let cells = self.cells();
         for (i, (title, tex, tiles)) in cells.iter().enumerate() {
@@ -169,15 +168,16 @@ impl Workbench {
             }
         }
         drop(cells);
-        self.zoom = zoom;
+        self.recon.zoom = zoom;
         ui.allocate_rect(area, Sense::hover());
     }
 
     pub(super) fn slot_texture(&self, s: Slot) -> Option<egui::TextureId> {
         match s {
             Slot::Original => self
+                .recon
                 .images
-                .get(self.current)
+                .get(self.recon.current)
                 .and_then(|i| i.texture.as_ref().map(|t| t.id())),
             Slot::Model(m) => self
                 .done(m)
@@ -199,19 +199,19 @@ impl Workbench {
 
     pub(super) fn split_view(&mut self, ui: &mut egui::Ui, size: Vec2) {
         let ready = self.ready_models();
-        if self.split.1 == Slot::Original
+        if self.recon.split.1 == Slot::Original
             && let Some((id, _)) = ready.first()
         {
-            self.split.1 = Slot::Model(*id);
+            self.recon.split.1 = Slot::Model(*id);
         }
         let mut slots = vec![Slot::Original];
         slots.extend(ready.iter().map(|(id, _)| Slot::Model(*id)));
         ui.horizontal(|ui| {
             for (label, which) in [("Left", 0), ("Right", 1)] {
                 let cur = if which == 0 {
-                    self.split.0
+                    self.recon.split.0
                 } else {
-                    self.split.1
+                    self.recon.split.1
                 };
                 let mut sel = cur;
                 egui::ComboBox::new(("split", which), label)
@@ -222,28 +222,28 @@ impl Workbench {
                         }
                     });
                 if which == 0 {
-                    self.split.0 = sel;
+                    self.recon.split.0 = sel;
                 } else {
-                    self.split.1 = sel;
+                    self.recon.split.1 = sel;
                 }
             }
             ui.label("Drag the divider; scroll to zoom.");
         });
         let area = ui.available_rect_before_wrap();
-        if self.zoom.fit {
-            self.zoom.fit_to(area.size(), size);
-            self.zoom.fit = true;
+        if self.recon.zoom.fit {
+            self.recon.zoom.fit_to(area.size(), size);
+            self.recon.zoom.fit = true;
         }
-        let mut zoom = self.zoom;
+        let mut zoom = self.recon.zoom;
         let resp = ui.interact(area, ui.scope_id().with("split"), Sense::click_and_drag());
-        let divider_x = area.left() + self.split.2 * area.width();
+        let divider_x = area.left() + self.recon.split.2 * area.width();
         let near_divider = resp
             .interact_pointer_pos()
             .or(resp.hover_pos())
             .is_some_and(|p| (p.x - divider_x).abs() < 12.0);
         if resp.dragged() && (near_divider || ui.input(|i| i.modifiers.shift)) {
             if let Some(p) = resp.interact_pointer_pos() {
-                self.split.2 = ((p.x - area.left()) / area.width()).clamp(0.0, 1.0);
+                self.recon.split.2 = ((p.x - area.left()) / area.width()).clamp(0.0, 1.0);
             }
         } else {
             interact_zoom(ui, &resp, area, &mut zoom);
@@ -253,12 +253,12 @@ impl Workbench {
         }
         let full = zoom.image_rect(area, size);
         let uv = Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0));
-        let divider_x = area.left() + self.split.2 * area.width();
+        let divider_x = area.left() + self.recon.split.2 * area.width();
         let left = Rect::from_min_max(area.min, pos2(divider_x, area.max.y));
         let right = Rect::from_min_max(pos2(divider_x, area.min.y), area.max);
         ui.painter_at(area)
             .rect_filled(area, 0.0, ui.visuals().extreme_bg_color);
-        for (slot, clip) in [(self.split.0, left), (self.split.1, right)] {
+        for (slot, clip) in [(self.recon.split.0, left), (self.recon.split.1, right)] {
             if let Some(t) = self.slot_texture(slot) {
                 ui.painter_at(clip).image(t, full, uv, Color32::WHITE);
             }
@@ -270,12 +270,12 @@ impl Workbench {
         );
         for (text, anchor, pos) in [
             (
-                self.slot_name(self.split.0),
+                self.slot_name(self.recon.split.0),
                 Align2::LEFT_TOP,
                 area.left_top() + vec2(6.0, 6.0),
             ),
             (
-                self.slot_name(self.split.1),
+                self.slot_name(self.recon.split.1),
                 Align2::RIGHT_TOP,
                 area.right_top() + vec2(-6.0, 6.0),
             ),
@@ -296,7 +296,7 @@ impl Workbench {
                 Color32::WHITE,
             );
         }
-        self.zoom = zoom;
+        self.recon.zoom = zoom;
         ui.allocate_rect(area, Sense::hover());
     }
 
@@ -313,9 +313,9 @@ impl Workbench {
             pos2(full.min.x, full.min.y + 24.0),
             pos2(full.max.x - bar_w, full.max.y),
         );
-        if self.zoom.fit {
-            self.zoom.fit_to(area.size(), size);
-            self.zoom.fit = true;
+        if self.recon.zoom.fit {
+            self.recon.zoom.fit_to(area.size(), size);
+            self.recon.zoom.fit = true;
         }
         let Some(d) = self.done(mid) else {
             ui.label(format!("{name}: reconstruction not finished yet."));
@@ -328,7 +328,7 @@ impl Workbench {
                 "{name}: reconstruction - original, mean |diff| {mean_abs:.2} levels (M: next model)"
             ));
         });
-        let mut zoom = self.zoom;
+        let mut zoom = self.recon.zoom;
         let resp = ui.interact(area, ui.scope_id().with("diff"), Sense::click_and_drag());
         interact_zoom(ui, &resp, area, &mut zoom);
         let p = ui.painter_at(area);
@@ -345,7 +345,7 @@ impl Workbench {
             let ip = zoom.to_image(area, pos);
             let (x, y) = (ip.x.floor(), ip.y.floor());
             if x >= 0.0 && y >= 0.0 && x < size.x && y < size.y {
-                let orig = &self.images[self.current].rgb;
+                let orig = &self.recon.images[self.recon.current].rgb;
                 let (a, b) = (
                     orig.get_pixel(x as u32, y as u32),
                     d.rec.image.get_pixel(x as u32, y as u32),
@@ -394,7 +394,7 @@ impl Workbench {
                 ui.visuals().text_color(),
             );
         }
-        self.zoom = zoom;
+        self.recon.zoom = zoom;
         ui.allocate_rect(full, Sense::hover());
     }
 
@@ -405,12 +405,11 @@ impl Workbench {
         };
         let name = self.slot_name(Slot::Model(mid));
         let ctx = ui.ctx().clone();
-        let cur = self.current;
-        let Some(iid) = self.images.get(cur).map(|i| i.id) else {
+        let cur = self.recon.current;
+        let Some(iid) = self.recon.images.get(cur).map(|i| i.id) else {
             return;
         };
-        let Some(ResultState::Done(d)) = self.results.get_mut(&(iid, mid)).map(|r| &mut r.state)
-        else {
+        let Some(TaskState::Done(d)) = self.recon_task_mut(iid, mid).map(|r| &mut r.state) else {
             ui.label(format!("{name}: reconstruction not finished yet."));
             return;
         };
@@ -454,7 +453,7 @@ impl Workbench {
         if let Some(p) = resp.hover_pos() {
             let g = (p - grect.min) / gscale;
             if let Some((c, y, x)) = l.grid_cell(cols, g.x as usize, g.y as usize) {
-                self.latent_channel = c;
+                self.recon.latent_channel = c;
                 let v = l.at(c, y, x).unwrap_or(f32::NAN);
                 resp.on_hover_text_at_pointer(format!("channel {c}, y {y}, x {x}: {v:.4}"));
             }
@@ -473,7 +472,7 @@ impl Workbench {
         if let Some(p) = presp.hover_pos() {
             let q = (p - prect.min) / pscale;
             let (x, y) = (q.x as usize, q.y as usize);
-            let c = self.latent_channel.min(l.channels.saturating_sub(1));
+            let c = self.recon.latent_channel.min(l.channels.saturating_sub(1));
             if let Some(v) = l.at(c, y, x) {
                 presp.on_hover_text_at_pointer(format!("y {y}, x {x}: channel {c} = {v:.4}"));
             }
@@ -496,7 +495,7 @@ impl Workbench {
                             }
                             ui.end_row();
                             for (c, s) in stats.iter().enumerate() {
-                                let label = if c == self.latent_channel {
+                                let label = if c == self.recon.latent_channel {
                                     egui::RichText::new(c.to_string()).strong()
                                 } else {
                                     egui::RichText::new(c.to_string())
@@ -515,18 +514,16 @@ impl Workbench {
     }
 
     pub(super) fn help_window(&mut self, ctx: &egui::Context) {
-        let mut open = self.show_help;
+        let mut open = self.chrome.show_help;
         egui::Window::new("Keyboard shortcuts")
             .open(&mut open)
             .collapsible(false)
             .show(ctx, |ui| {
                 egui::Grid::new("help").striped(true).show(ui, |ui| {
                     for c in Command::ALL {
-                        if c.shortcut().is_some() {
-                            ui.label(c.label());
-                            ui.monospace(c.shortcut_text(ctx));
-                            ui.end_row();
-                        }
+                        ui.label(c.label());
+                        ui.monospace(c.key_hint(ctx));
+                        ui.end_row();
                     }
                     ui.label("Help");
                     ui.monospace("F1");
@@ -536,7 +533,7 @@ impl Workbench {
                     ui.end_row();
                 });
             });
-        self.show_help = open;
+        self.chrome.show_help = open;
     }
 }
 

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::image_io::{RgbF32, load_image};
+use crate::io::image::{RgbF32, load_image};
 
 const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
 
@@ -192,6 +192,16 @@ impl Batch {
     }
 }
 
+/// What a [`Loader`] draws: batches of `batch` square crops of `size` px, planned from `seed`
+/// (see [`plan_batch`]), with random RGB orders when `channel_shuffle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropPlan {
+    pub seed: u64,
+    pub batch: usize,
+    pub size: usize,
+    pub channel_shuffle: bool,
+}
+
 /// Prefetching loader: `workers` threads decode the crops of upcoming steps while the model
 /// trains; batches arrive in step order.
 pub struct Loader {
@@ -211,18 +221,19 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Loads steps `start..end` of a run; `depth` batches are decoded ahead.
-    #[allow(clippy::too_many_arguments)] // the run's data settings, each a plain value
+    /// Loads steps `start..end` of a run; two batches are decoded ahead.
     pub fn new(
         files: Vec<PathBuf>,
-        seed: u64,
-        batch: usize,
-        size: usize,
-        start: u64,
-        end: u64,
+        plan: CropPlan,
+        (start, end): (u64, u64),
         workers: usize,
-        channel_shuffle: bool,
     ) -> Self {
+        let CropPlan {
+            seed,
+            batch,
+            size,
+            channel_shuffle,
+        } = plan;
         let workers = workers.max(1);
         let n_images = files.len();
         let (res_tx, results) = sync_channel(batch * 4);

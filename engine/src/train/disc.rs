@@ -7,7 +7,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::leaky_relu;
 
 use crate::error::Result;
-use crate::layers::{Builder, Conv};
+use crate::nn::conv::{Conv, ConvSpec};
+use crate::weights::Builder;
 
 #[derive(Module, Debug)]
 pub struct Discriminator {
@@ -29,12 +30,7 @@ impl Discriminator {
             layers.push(Conv::build(
                 b,
                 &format!("disc.layers.{i}"),
-                cin,
-                cout,
-                4,
-                stride,
-                1,
-                true,
+                ConvSpec::new(cin, cout, 4).stride(stride),
             )?);
             cin = cout;
             cout = (cout * 2).min(channels * 8);
@@ -42,12 +38,7 @@ impl Discriminator {
         layers.push(Conv::build(
             b,
             &format!("disc.layers.{}", n_layers + 1),
-            cin,
-            1,
-            4,
-            1,
-            1,
-            true,
+            ConvSpec::new(cin, 1, 4),
         )?);
         Ok((Self { layers }, std::mem::take(&mut b.names)))
     }

@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: the run file (`dcae train --config run.toml`) with per-phase defaults;
 //! - [`data`]: image folders, seeded crops, threaded decoding, a fixed validation subset;
-//! - [`lpips`]: LPIPS-VGG16 perceptual loss from user-supplied weights;
+//! - the perceptual loss is [`crate::metrics::lpips`] (LPIPS-VGG16 from user-supplied weights);
 //! - [`disc`]: the PatchGAN discriminator of phase 3;
 //! - [`optim`]: AdamW, clipping, warm-up and EMA over named parameters;
 //! - [`trainer`]: the loop, checkpoints (atomic, exactly resumable) and diffusers export.
@@ -10,9 +10,8 @@
 pub mod config;
 pub mod data;
 pub mod disc;
-pub mod lpips;
 pub mod optim;
 pub mod trainer;
 
 pub use config::TrainConfig;
-pub use trainer::{Event, Outcome, export_checkpoint, train};
+pub use trainer::{Event, Outcome, StepGradients, export_checkpoint, first_step_gradients, train};

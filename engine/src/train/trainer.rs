@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -16,22 +15,23 @@ use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::config::{PhaseConfig, TrainConfig, canonical_prefixes, matches};
-use super::data::{Batch, Loader, list_images, validation_set};
+use super::data::{Batch, CropPlan, Loader, list_images, validation_set};
 use super::disc::Discriminator;
-use super::lpips::{Lpips, LpipsSource};
 use super::optim::{
     AdamState, AdamW, Names, clip_grad_norm, ema_update, gradients, phase_lr, replace,
     set_trainable, values, warmup_lr,
 };
-use crate::autoencoder::{AutoencoderDc, DcAe};
+use crate::autoencoder::{AutoencoderDc, DcAe, DcAeConfig, Tiling};
 use crate::backend::Backend;
-use crate::config::DcAeConfig;
 use crate::error::{Error, Result};
-use crate::image_io::RgbF32;
-use crate::layers::{Builder, Precision};
-use crate::metrics::{peak_rss_mb, psnr_u8, reset_peak_rss, ssim_rgb8};
-use crate::tensor_io::{HostTensor, TensorFile, write_atomic, write_tensors, write_tensors_as};
-use crate::trace::Trace;
+use crate::io::image::{Fit, RgbF32};
+use crate::io::tensors::{HostTensor, TensorFile, write_atomic, write_tensors, write_tensors_as};
+use crate::metrics::lpips::{Lpips, LpipsSource};
+use crate::metrics::{peak_rss_mb, reset_peak_rss};
+use crate::nn::Trace;
+use crate::pipeline::{ReconstructOptions, reconstruct};
+use crate::task::{Cancel, Silent};
+use crate::weights::{Builder, Precision};
 
 /// File name of the run's checkpoint inside `out_dir`.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -99,31 +99,203 @@ struct Gan {
     adam: AdamState,
 }
 
+/// The devices and model settings of a run.
+struct Base {
+    /// Data-parallel replicas (one device: the plain loop); the first holds the run state.
+    replicas: Vec<Device>,
+    device: Device,
+    ad: Device,
+    arch: DcAeConfig,
+    precision: Precision,
+}
+
+impl Base {
+    fn new(cfg: &TrainConfig) -> Result<Self> {
+        let backend: Backend = cfg.backend.parse().map_err(Error::Input)?;
+        let replicas = backend.devices(cfg.devices)?;
+        let device = replicas[0].clone();
+        let ad = device.clone().autodiff();
+        let arch = cfg.model.architecture(Path::new("."))?;
+        let precision: Precision = cfg.precision.parse().map_err(Error::Input)?;
+        let f = arch.spatial_compression();
+        for &p in &cfg.schedule.phases {
+            let r = cfg.phase(p).resolution;
+            if !r.is_multiple_of(f) {
+                return Err(Error::Input(format!(
+                    "phase{p}.resolution {r} is not a multiple of the compression factor {f}"
+                )));
+            }
+        }
+        Ok(Self {
+            replicas,
+            device,
+            ad,
+            arch,
+            precision,
+        })
+    }
+}
+
+/// The networks of a run before any checkpoint is applied: the autoencoder (random or
+/// `model.init`), LPIPS when a phase uses it, the discriminator when a phase has a GAN loss.
+struct Models {
+    names: Names,
+    model: AutoencoderDc,
+    lpips: Option<Lpips>,
+    lpips_source: Option<LpipsSource>,
+    gan: Option<Gan>,
+}
+
+impl Models {
+    fn new(cfg: &TrainConfig, base: &Base) -> Result<Self> {
+        let (ad, arch, precision) = (&base.ad, &base.arch, base.precision);
+        let ae = match &cfg.model.init {
+            Some(dir) => {
+                let m = DcAe::load(dir, ad, precision)?;
+                if m.config != *arch {
+                    return Err(Error::Input(format!(
+                        "model.init {} has a different architecture than the run's model",
+                        dir.display()
+                    )));
+                }
+                m
+            }
+            None => DcAe::random(arch.clone(), cfg.seed, ad, precision)?,
+        };
+        let names: Names = ae.names.iter().cloned().collect();
+        let needs_lpips = cfg
+            .schedule
+            .phases
+            .iter()
+            .any(|&p| cfg.phase(p).perceptual_weight > 0.0);
+        let (lpips, lpips_source) = if cfg.perceptual.weights.is_empty() {
+            if needs_lpips {
+                return Err(Error::Input(
+                    "a phase has perceptual_weight > 0 but [perceptual] weights is empty; give \
+                     LPIPS VGG16 weights (README: Perceptual weights) or set perceptual_weight = 0"
+                        .into(),
+                ));
+            }
+            (None, None)
+        } else {
+            let (l, s) = Lpips::load(&cfg.perceptual.weights, ad)?;
+            (Some(l), Some(s))
+        };
+        let gan_phase = cfg
+            .schedule
+            .phases
+            .iter()
+            .map(|&p| cfg.phase(p))
+            .find(|c| c.gan_weight > 0.0);
+        let gan = match gan_phase {
+            Some(p) => {
+                let mut b = Builder::random(cfg.seed ^ 0xD15C, ad, Precision::F32);
+                let (disc, dn) = Discriminator::build(&mut b, p.disc_channels, p.disc_layers)?;
+                Some(Gan {
+                    disc,
+                    names: dn.into_iter().collect(),
+                    adam: AdamState::default(),
+                })
+            }
+            None => None,
+        };
+        Ok(Self {
+            names,
+            model: ae.model,
+            lpips,
+            lpips_source,
+            gan,
+        })
+    }
+}
+
+/// Gradients of one step of a run's first phase, by checkpoint key.
+#[derive(Debug, Clone)]
+pub struct StepGradients {
+    /// The reconstruction loss of the batch.
+    pub loss: f64,
+    pub grads: BTreeMap<String, Vec<f32>>,
+}
+
+/// The gradients of the first step of `cfg`'s first phase, computed the way the run computes
+/// them: on one device, or on `cfg.devices` replicas with the share-weighted sum. Tests compare
+/// the two (equal up to float rounding; the optimizer afterwards is shared code).
+pub fn first_step_gradients(cfg: &TrainConfig) -> Result<StepGradients> {
+    let base = Base::new(cfg)?;
+    let m = Models::new(cfg, &base)?;
+    let phase = *cfg
+        .schedule
+        .phases
+        .first()
+        .ok_or_else(|| Error::Input("schedule.phases is empty".into()))?;
+    let pc = cfg.phase(phase).clone();
+    let prefixes = canonical_prefixes(&pc.trainable);
+    let is_trainable = |k: &str| matches(&prefixes, k);
+    let model = set_trainable(m.model, &m.names, &base.ad, &is_trainable);
+    let files = list_images(&cfg.data.train)?;
+    let plan = CropPlan {
+        seed: cfg.seed ^ u64::from(phase),
+        batch: pc.batch_size,
+        size: pc.resolution,
+        channel_shuffle: cfg.data.channel_shuffle,
+    };
+    let batch = Loader::new(files, plan, (0, 1), cfg.data.workers)
+        .next_batch()?
+        .ok_or_else(|| Error::Input("data loader ended early".into()))?;
+    let ctx = StepCtx {
+        pc: &pc,
+        names: &m.names,
+        lpips: if pc.perceptual_weight > 0.0 {
+            m.lpips.as_ref()
+        } else {
+            None
+        },
+        disc: if pc.gan_weight > 0.0 {
+            m.gan.as_ref().map(|g| (&g.disc, &g.names))
+        } else {
+            None
+        },
+        trainable: &is_trainable,
+    };
+    let out = batch_gradients(&ctx, &model, &batch, &base.replicas, &base.ad)?;
+    let grads = out
+        .grads
+        .iter()
+        .map(|(k, g)| Ok((k.clone(), host(g)?.data)))
+        .collect::<Result<_>>()?;
+    Ok(StepGradients {
+        loss: out.rec,
+        grads,
+    })
+}
+
+/// One step's gradients: on one device, or split over the replicas.
+fn batch_gradients(
+    ctx: &StepCtx,
+    model: &AutoencoderDc,
+    batch: &Batch,
+    replicas: &[Device],
+    ad: &Device,
+) -> Result<ReplicaOut> {
+    if replicas.len() == 1 {
+        replica_step(ctx, model, batch.to_tensor(ad), 1.0)
+    } else {
+        data_parallel_step(ctx, model, batch, replicas, &replicas[0])
+    }
+}
+
 /// Runs (or resumes) the training described by `cfg`. `cfg_text` is stored in checkpoints so a
-/// resumed run can check it continues the same run. `stop` is polled after every step.
+/// resumed run can check it continues the same run. `cancel` is polled after every step: a
+/// cancelled run finishes the step, writes a checkpoint and returns with `interrupted` set
+/// (resumable, so not an error). `on` hears every step, phase, validation and checkpoint.
 pub fn train(
     cfg: &TrainConfig,
     cfg_text: &str,
     resume: bool,
-    stop: &AtomicBool,
+    cancel: &Cancel,
     on: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
-    let backend: Backend = cfg.backend.parse().map_err(Error::Input)?;
-    // Data-parallel replicas (one device: the plain loop); the first holds the run state.
-    let replicas = backend.devices(cfg.devices)?;
-    let device = replicas[0].clone();
-    let ad = device.clone().autodiff();
-    let arch = cfg.model.architecture(Path::new("."))?;
-    let precision: Precision = cfg.precision.parse().map_err(Error::Input)?;
-    let f = arch.spatial_compression();
-    for &p in &cfg.schedule.phases {
-        let r = cfg.phase(p).resolution;
-        if !r.is_multiple_of(f) {
-            return Err(Error::Input(format!(
-                "phase{p}.resolution {r} is not a multiple of the compression factor {f}"
-            )));
-        }
-    }
+    let base = Base::new(cfg)?;
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
     let ckpt_path = cfg.out_dir.join(CHECKPOINT);
     if !resume && ckpt_path.exists() {
@@ -138,72 +310,25 @@ pub fn train(
             ckpt_path.display()
         )));
     }
-
-    let ae = match &cfg.model.init {
-        Some(dir) => {
-            let m = DcAe::load(dir, &ad, precision)?;
-            if m.config != arch {
-                return Err(Error::Input(format!(
-                    "model.init {} has a different architecture than the run's model",
-                    dir.display()
-                )));
-            }
-            m
-        }
-        None => DcAe::random(arch.clone(), cfg.seed, &ad, precision)?,
-    };
-    let names: Names = ae.names.iter().cloned().collect();
-    let mut model = ae.model;
-
-    let needs_lpips = cfg
-        .schedule
-        .phases
-        .iter()
-        .any(|&p| cfg.phase(p).perceptual_weight > 0.0);
-    let (lpips, lpips_source): (Option<Lpips>, Option<LpipsSource>) =
-        if cfg.perceptual.weights.is_empty() {
-            if needs_lpips {
-                return Err(Error::Input(
-                    "a phase has perceptual_weight > 0 but [perceptual] weights is empty; give \
-                     LPIPS VGG16 weights (README: Perceptual weights) or set perceptual_weight = 0"
-                        .into(),
-                ));
-            }
-            (None, None)
-        } else {
-            let (l, s) = Lpips::load(&cfg.perceptual.weights, &ad)?;
-            (Some(l), Some(s))
-        };
+    let Models {
+        names,
+        mut model,
+        lpips,
+        lpips_source,
+        mut gan,
+    } = Models::new(cfg, &base)?;
+    let Base {
+        replicas,
+        device,
+        ad,
+        arch,
+        precision,
+    } = base;
     on(Event::Start {
         total: cfg.total_steps(),
         first: 0,
         perceptual: lpips_source.as_ref().map(|s| s.to_string()),
     });
-
-    let needs_gan = cfg
-        .schedule
-        .phases
-        .iter()
-        .any(|&p| cfg.phase(p).gan_weight > 0.0);
-    let mut gan = if needs_gan {
-        let p = cfg
-            .schedule
-            .phases
-            .iter()
-            .map(|&p| cfg.phase(p))
-            .find(|c| c.gan_weight > 0.0)
-            .cloned()
-            .unwrap_or_else(PhaseConfig::phase3);
-        let mut b = Builder::random(cfg.seed ^ 0xD15C, &ad, Precision::F32);
-        let (disc, dn) = Discriminator::build(&mut b, p.disc_channels, p.disc_layers)?;
-        Some(Gan {
-            disc,
-            names: dn.into_iter().collect(),
-            adam: AdamState::default(),
-        })
-    } else {
-        None
-    };
 
     // Run state.
     let mut step: u64 = 0;
@@ -230,7 +355,12 @@ pub fn train(
     }
 
     let val = match &cfg.data.val {
-        Some(dir) => validation_set(dir, cfg.data.val_count, cfg.data.val_size, f)?,
+        Some(dir) => validation_set(
+            dir,
+            cfg.data.val_count,
+            cfg.data.val_size,
+            arch.spatial_compression(),
+        )?,
         None => Vec::new(),
     };
     let train_files = list_images(&cfg.data.train)?;
@@ -282,13 +412,14 @@ pub fn train(
         let phase_first = step;
         let mut loader = Loader::new(
             train_files.clone(),
-            cfg.seed ^ u64::from(phase),
-            pc.batch_size,
-            pc.resolution,
-            step,
-            phase_end,
+            CropPlan {
+                seed: cfg.seed ^ u64::from(phase),
+                batch: pc.batch_size,
+                size: pc.resolution,
+                channel_shuffle: cfg.data.channel_shuffle,
+            },
+            (step, phase_end),
             cfg.data.workers,
-            cfg.data.channel_shuffle,
         );
         let opt = AdamW {
             beta1: pc.beta1,
@@ -316,11 +447,7 @@ pub fn train(
                 },
                 trainable: &is_trainable,
             };
-            let out = if replicas.len() == 1 {
-                replica_step(&ctx, &model, batch.to_tensor(&ad), 1.0)?
-            } else {
-                data_parallel_step(&ctx, &model, &batch, &replicas, &device)?
-            };
+            let out = batch_gradients(&ctx, &model, &batch, &replicas, &ad)?;
             let ReplicaOut {
                 grads: mut pg,
                 disc_grads,
@@ -349,7 +476,7 @@ pub fn train(
             }
             let grad_norm = clip_grad_norm(&mut pg, pc.grad_clip);
             if !grad_norm.is_finite() {
-                return Err(Error::Input(format!(
+                return Err(Error::NonFinite(format!(
                     "step {step}: gradient norm is {grad_norm} (loss {rec_val}); lower the lr"
                 )));
             }
@@ -390,31 +517,22 @@ pub fn train(
                 && (at_end
                     || (cfg.schedule.val_every > 0 && step.is_multiple_of(cfg.schedule.val_every)))
             {
-                let (psnr, ssim) = validate(
-                    &model,
-                    &names,
-                    &ema,
-                    &val,
-                    &device,
-                    &cfg.out_dir.join("samples"),
-                    step,
-                )?;
+                let m = eval_model(&model, &names, &ema, &device);
+                let view = DcAe::from_modules(arch.clone(), m, &device, precision);
+                let (psnr, ssim) = validate(&view, &val, &cfg.out_dir.join("samples"), step)?;
                 vlog.row(&format!("{step},{phase},{psnr:.4},{ssim:.5}"))?;
                 on(Event::Validation { step, psnr, ssim });
             }
-            interrupted = stop.load(Ordering::SeqCst) && step < total;
+            interrupted = cancel.is_cancelled() && step < total;
             if at_end || interrupted || step.is_multiple_of(cfg.schedule.checkpoint_every) {
-                save_checkpoint(
-                    &ckpt_path,
-                    cfg_text,
+                let snap = Snapshot {
                     step,
-                    &model,
-                    &names,
-                    &ema,
-                    &adam,
+                    model: &model,
+                    ema: &ema,
+                    adam: &adam,
                     adam_phase,
-                    gan.as_ref(),
-                )?;
+                };
+                save_checkpoint(&ckpt_path, cfg_text, &snap, &names, gan.as_ref())?;
                 on(Event::Checkpoint {
                     step,
                     path: ckpt_path.clone(),
@@ -572,7 +690,7 @@ fn replica_step(
     let g = rec.backward();
     let mut g_out = yl
         .grad(&g)
-        .ok_or_else(|| Error::Input("no gradient at the decoder output".into()))?;
+        .ok_or_else(|| Error::Device("no gradient at the decoder output".into()))?;
     let (mut gan_val, mut disc_val, mut lambda) = (0.0, 0.0, 0.0);
     let mut disc_grads = None;
     if let Some((disc, dnames)) = ctx.disc {
@@ -679,7 +797,7 @@ fn data_parallel_step(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(Error::Input("a data-parallel replica panicked".into()))
+                    Err(Error::Device("a data-parallel replica panicked".into()))
                 })
             })
             .collect()
@@ -753,7 +871,7 @@ fn host(t: &Tensor<1>) -> Result<HostTensor> {
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .map_err(|e| Error::Input(format!("{e:?}")))?;
+        .map_err(|e| Error::readback("a tensor", e))?;
     Ok(HostTensor {
         shape: vec![data.len()],
         data,
@@ -774,55 +892,26 @@ fn eval_model(
     replace(model.valid(), names, ema.clone(), device, &|_| false)
 }
 
-fn validate(
-    model: &AutoencoderDc,
-    names: &Names,
-    ema: &BTreeMap<String, Tensor<1>>,
-    val: &[(PathBuf, RgbF32)],
-    device: &Device,
-    samples: &Path,
-    step: u64,
-) -> Result<(f64, f64)> {
-    let m = eval_model(model, names, ema, device);
+/// Mean PSNR / SSIM over the validation set, and a sheet of the first two reconstructions.
+fn validate(ae: &DcAe, val: &[(PathBuf, RgbF32)], samples: &Path, step: u64) -> Result<(f64, f64)> {
+    let opts = ReconstructOptions {
+        fit: Fit::Crop,
+        tiling: Tiling::Never,
+    };
     let (mut psnr, mut ssim) = (0.0, 0.0);
     let mut sheet: Vec<(RgbF32, RgbF32)> = Vec::new();
     for (i, (_, img)) in val.iter().enumerate() {
-        let recon = reconstruct(&m, img, device)?;
-        let a = img.to_rgb8();
-        let b = recon.to_rgb8();
-        psnr += psnr_u8(a.as_raw(), b.as_raw());
-        ssim += ssim_rgb8(a.as_raw(), b.as_raw(), img.width, img.height).unwrap_or(f64::NAN);
+        let r = reconstruct(ae, img, &opts, &mut Silent, &Cancel::new())?;
+        psnr += r.psnr;
+        ssim += r.ssim.unwrap_or(f64::NAN);
         if i < 2 {
-            sheet.push((img.clone(), recon));
+            sheet.push((img.clone(), r.output));
         }
     }
     let n = val.len() as f64;
     std::fs::create_dir_all(samples).map_err(|e| Error::io(samples, e))?;
     save_sheet(&sheet, &samples.join(format!("step-{step:07}.png")))?;
     Ok((psnr / n, ssim / n))
-}
-
-/// Encodes and decodes one image with a non-autodiff model.
-pub fn reconstruct(m: &AutoencoderDc, img: &RgbF32, device: &Device) -> Result<RgbF32> {
-    let x = Tensor::<4>::from_data(
-        TensorData::new(img.data.clone(), [1, 3, img.height, img.width]),
-        device,
-    );
-    let y = m
-        .decoder
-        .forward(m.encoder.forward(x, &mut Trace::off()), &mut Trace::off());
-    let data = y
-        .clamp(-1.0, 1.0)
-        .cast(DType::F32)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Input(format!("{e:?}")))?;
-    Ok(RgbF32 {
-        width: img.width,
-        height: img.height,
-        data,
-    })
 }
 
 /// Original | reconstruction rows, one per image.
@@ -848,18 +937,29 @@ fn save_sheet(rows: &[(RgbF32, RgbF32)], path: &Path) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The run state a checkpoint holds.
+struct Snapshot<'a> {
+    step: u64,
+    model: &'a AutoencoderDc,
+    ema: &'a BTreeMap<String, Tensor<1>>,
+    adam: &'a AdamState,
+    adam_phase: u8,
+}
+
 fn save_checkpoint(
     path: &Path,
     cfg_text: &str,
-    step: u64,
-    model: &AutoencoderDc,
+    snap: &Snapshot,
     names: &Names,
-    ema: &BTreeMap<String, Tensor<1>>,
-    adam: &AdamState,
-    adam_phase: u8,
     gan: Option<&Gan>,
 ) -> Result<()> {
+    let Snapshot {
+        step,
+        model,
+        ema,
+        adam,
+        adam_phase,
+    } = *snap;
     let mut tensors: Vec<(String, HostTensor)> = Vec::new();
     for (k, v) in values(model, names) {
         // Mixed precision: the f32 master copy is the parameter's true value.

@@ -1,0 +1,182 @@
+//! Reading and writing named f32 tensors in safetensors files (CLI inputs and outputs).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::error::{Error, Result};
+
+/// A named tensor read from a file, converted to f32.
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Little-endian float bytes of `dtype` to f32; `None` for non-float dtypes.
+pub(crate) fn decode_floats(dtype: Dtype, b: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// A safetensors file read once; tensors are converted to f32 on request.
+pub struct TensorFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    /// Reads and validates the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptWeights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    fn view(&self) -> SafeTensors<'_> {
+        // Validated in `open`.
+        SafeTensors::deserialize(&self.bytes).expect("validated in TensorFile::open")
+    }
+
+    /// Tensor names, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.view().names().into_iter().map(String::from).collect();
+        k.sort();
+        k
+    }
+
+    /// The header's string metadata, if any.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        SafeTensors::read_metadata(&self.bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    /// Tensor `key` as f32 (F32, F16, BF16, F64 accepted).
+    pub fn tensor(&self, key: &str) -> Result<HostTensor> {
+        let st = self.view();
+        let view = st.tensor(key).map_err(|_| {
+            Error::Input(format!(
+                "{}: no tensor `{key}` (found: {})",
+                self.path.display(),
+                self.keys().join(", ")
+            ))
+        })?;
+        let data = decode_floats(view.dtype(), view.data()).ok_or_else(|| {
+            Error::Input(format!(
+                "{}: tensor `{key}` has dtype {:?}; expected a float type",
+                self.path.display(),
+                view.dtype()
+            ))
+        })?;
+        Ok(HostTensor {
+            shape: view.shape().to_vec(),
+            data,
+        })
+    }
+}
+
+/// Reads tensor `key` from a safetensors file as f32 (F32, F16, BF16, F64 accepted).
+pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor> {
+    TensorFile::open(path)?.tensor(key)
+}
+
+/// Writes f32 tensors atomically (temp file + rename), with optional string metadata.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(&str, &HostTensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    write_tensors_as(path, tensors, metadata, Dtype::F32)
+}
+
+/// [`write_tensors`] storing every tensor as `dtype` (F32, F16 or BF16).
+pub fn write_tensors_as(
+    path: &Path,
+    tensors: &[(&str, &HostTensor)],
+    metadata: Option<HashMap<String, String>>,
+    dtype: Dtype,
+) -> Result<()> {
+    let encode = |v: &f32| -> Vec<u8> {
+        match dtype {
+            Dtype::F16 => half::f16::from_f32(*v).to_le_bytes().to_vec(),
+            Dtype::BF16 => half::bf16::from_f32(*v).to_le_bytes().to_vec(),
+            _ => v.to_le_bytes().to_vec(),
+        }
+    };
+    let dtype = match dtype {
+        Dtype::F16 | Dtype::BF16 => dtype,
+        _ => Dtype::F32,
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| t.data.iter().flat_map(encode).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, t), b)| {
+            TensorView::new(dtype, t.shape.clone(), b)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::Input(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = safetensors::serialize(views, metadata).map_err(|e| Error::Input(e.to_string()))?;
+    write_atomic(path, &out)
+}
+
+/// Writes `bytes` to `path` via a temporary file in the same folder and a rename, so a crash
+/// never leaves a half-written file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Unique per process and call: two threads writing one path must not share a temp file.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp{}-{n}", std::process::id()));
+    // fsync before the rename: after a power loss the file under the final name is complete.
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}

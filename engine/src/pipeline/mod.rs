@@ -1,0 +1,12 @@
+//! What users run, in one place for every front end (CLI, app, training): reconstruction of
+//! an image ([`reconstruct`]), evaluation over images against a bicubic baseline ([`eval`]),
+//! class-to-image generation ([`class_to_image`], with [`classes`] for ImageNet names), and
+//! generation settings carried in PNG text chunks ([`settings`]).
+
+pub mod class_to_image;
+pub mod classes;
+pub mod eval;
+pub mod reconstruct;
+pub mod settings;
+
+pub use reconstruct::{ReconstructOptions, Reconstruction, reconstruct};
