@@ -504,3 +504,49 @@ fn hostile_refs_and_links_are_not_followed() {
     drop(server);
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// `download_model` also takes a class-conditional diffusion repo (one config naming a
+/// registered model + one file of `diffusion_model.` weights), and refuses a config that is
+/// neither a DC-AE nor a diffusion model.
+#[test]
+fn diffusion_single_files_download_and_other_configs_are_refused() {
+    use dcae::io::tensors::{HostTensor, write_tensors};
+    use hub_server::Served;
+    let cache = temp_cache("diffusion");
+    let src = cache.join("src.safetensors");
+    let t = HostTensor {
+        shape: vec![2],
+        data: vec![0.5, -0.5],
+    };
+    write_tensors(&src, &[("diffusion_model.pos_embed", &t)], None).unwrap();
+    let weights = std::fs::read(&src).unwrap();
+    let serve = |config: &str| {
+        hub_server::start(std::collections::HashMap::from([
+            (
+                "config.json".to_string(),
+                Served {
+                    bytes: config.as_bytes().to_vec(),
+                    lfs: false,
+                },
+            ),
+            (
+                "model.safetensors".to_string(),
+                Served {
+                    bytes: weights.clone(),
+                    lfs: true,
+                },
+            ),
+        ]))
+    };
+    let server = serve(r#"{"model_name": "dc-ae-f64c128-in-1.0-uvit-h-in-512px"}"#);
+    let (r, _) = download(REPO, &options(&server.endpoint, &cache), |_, _| {});
+    let dir = r.unwrap_or_else(|e| panic!("{e}"));
+    assert!(dir.join("model.safetensors").is_file());
+    let other = temp_cache("diffusion-other");
+    let server = serve(r#"{"model_name": "no-such-model"}"#);
+    let (r, _) = download(REPO, &options(&server.endpoint, &other), |_, _| {});
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("no-such-model"), "{e}");
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}

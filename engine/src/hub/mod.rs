@@ -30,6 +30,7 @@ use client::{Client, Remote, fetch_blob};
 use registry::{check_repo_path, check_revision};
 
 use crate::autoencoder::{AeFolder, DcAeConfig, WEIGHT_FILES};
+use crate::diffusion::{DiffusionConfig, DiffusionModel};
 use crate::error::{Error, Result};
 use crate::task::{Cancel, Progress};
 use crate::weights::WeightStore;
@@ -179,10 +180,12 @@ pub fn cached_files(repo: &str, opts: &HubOptions, files: &[&str]) -> Result<Opt
     ))
 }
 
-/// Downloads a DC-AE checkpoint: `repo` is an `org/name` repo id or a short official name
-/// such as `dc-ae-f32c32-sana-1.1`. Returns the snapshot folder holding `config.json` and the
-/// weights (`diffusion_pytorch_model.safetensors`, else `model.safetensors`), ready for
-/// [`DcAe::load`](crate::DcAe::load); the config and the weights header are validated.
+/// Downloads a model folder: a DC-AE checkpoint, or a class-conditional diffusion single file.
+/// `repo` is an `org/name` repo id or a short official name such as `dc-ae-f32c32-sana-1.1`.
+/// Returns the snapshot folder holding `config.json` and the weights
+/// (`diffusion_pytorch_model.safetensors`, else `model.safetensors`), ready for
+/// [`DcAe::load`](crate::DcAe::load) or `DiffusionModel::load`; the config and the weights
+/// header are validated for what they are.
 /// Progress, cancel and caching as [`download_files`].
 pub fn download_model(
     repo: &str,
@@ -378,8 +381,31 @@ fn check_weights_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A downloaded model folder checked by what it is: a DC-AE (`AutoencoderDC` config or a DC-AE
+/// model name), or a class-conditional diffusion single file (`{"model_name":
+/// "dc-ae-...-uvit-h-in-512px"}` + `diffusion_model.` weights).
 fn validate_dcae(dir: &Path) -> Result<()> {
     let folder = AeFolder::find(dir)?;
-    DcAeConfig::from_file(&folder.config)?;
-    check_weights_header(&folder.weights)
+    check_weights_header(&folder.weights)?;
+    match DcAeConfig::from_file(&folder.config) {
+        Ok(_) => Ok(()),
+        Err(ae_err) => {
+            if DiffusionConfig::from_file(&folder.config).is_err() {
+                return Err(ae_err);
+            }
+            if DiffusionModel::file_has_autoencoder(&folder.weights)?
+                || WeightStore::file_keys(&folder.weights)?
+                    .iter()
+                    .any(|k| k.starts_with("diffusion_model."))
+            {
+                Ok(())
+            } else {
+                Err(Error::CorruptWeights {
+                    path: folder.weights,
+                    message: "a diffusion config, but the weights hold no `diffusion_model.` keys"
+                        .into(),
+                })
+            }
+        }
+    }
 }

@@ -147,7 +147,31 @@ pub fn write_tensors_as(
         })
         .collect::<Result<Vec<_>>>()?;
     let out = safetensors::serialize(views, metadata).map_err(|e| Error::Input(e.to_string()))?;
-    write_atomic(path, &out)
+    write_atomic(path, &sorted_header(out))
+}
+
+/// The same file with its header's keys sorted. `safetensors::serialize` writes the metadata
+/// map in `HashMap` order, which changes from run to run; sorted, one input always gives the
+/// same bytes. Offsets are relative to the data, so only the header is rewritten.
+fn sorted_header(file: Vec<u8>) -> Vec<u8> {
+    let n = file
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize);
+    let Some(n) = n.filter(|&n| 8 + n <= file.len()) else {
+        return file;
+    };
+    // serde_json's map is ordered by key (no `preserve_order` in this workspace).
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&file[8..8 + n]) else {
+        return file;
+    };
+    let mut text = header.to_string().into_bytes();
+    // Pad with spaces to a multiple of 8, as safetensors aligns the data.
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + file.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&file[8 + n..]);
+    out
 }
 
 /// Writes `bytes` to `path` via a temporary file in the same folder and a rename, so a crash
@@ -179,4 +203,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metadata in a `HashMap` comes out in a random order; the written file does not.
+    #[test]
+    fn files_with_metadata_are_byte_identical_run_to_run() {
+        let dir = std::env::temp_dir().join(format!("dcae-sorted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = HostTensor {
+            shape: vec![2, 3],
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        };
+        let meta = || -> HashMap<String, String> {
+            (0..16)
+                .map(|i| (format!("key{i}"), i.to_string()))
+                .collect()
+        };
+        let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+        write_tensors(&a, &[("x", &t)], Some(meta())).unwrap();
+        write_tensors(&b, &[("x", &t)], Some(meta())).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let f = TensorFile::open(&a).unwrap();
+        assert_eq!(f.metadata(), meta());
+        assert_eq!(f.tensor("x").unwrap().data, t.data);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
