@@ -444,8 +444,46 @@ fn bad_run_files_are_clear_errors() {
             text.replace("vgg_shift_tolerant.pth", "missing.pth"),
             "not found",
         ),
+        // Every number a run file sets, with its range in the message.
+        (
+            text.replacen("warmup = 1\n", "warmup = 1\nlr_end = -10\n", 1),
+            "lr_end = -10",
+        ),
+        (
+            text.replacen("grad_clip = 1.0", "grad_clip = -1", 1),
+            "grad_clip = -1",
+        ),
+        (text.replace("beta1 = 0.5", "beta1 = -5"), "beta1 = -5"),
+        (text.replace("beta2 = 0.9", "beta2 = 7"), "[0, 1)"),
+        (
+            text.replacen("batch_size = 2", "batch_size = 100000", 1),
+            "1..=4096",
+        ),
+        (
+            text.replacen("resolution = 64", "resolution = 100000", 1),
+            "1..=8192",
+        ),
+        (
+            text.replace("workers = 2", "workers = 100000"),
+            "data.workers = 100000",
+        ),
+        // A data path that is a file, not a folder.
+        (
+            text.replace("train/sun_hays80", "val/skimage_astronaut.png"),
+            "is a file",
+        ),
+        // A crop and batch the machine cannot hold is refused before any step.
+        (
+            text.replacen(
+                "resolution = 64\nbatch_size = 2",
+                "resolution = 8192\nbatch_size = 4096",
+                1,
+            ),
+            "needs about",
+        ),
     ];
     for (i, (t, want)) in cases.iter().enumerate() {
+        assert_ne!(t, &text, "case {i} changed nothing");
         let p = dir.join(format!("bad{i}.toml"));
         std::fs::write(&p, t).unwrap();
         let e = match TrainConfig::from_file(&p) {
@@ -576,4 +614,76 @@ fn gradients_match_pytorch() {
         "parameters with a gradient but no reference"
     );
     assert!(checked > 300, "only {checked} gradients compared");
+}
+
+/// A training image that cannot be decoded is skipped (its crop taken from the next image),
+/// reported once and counted in run.json; `fail_on_bad_image` makes it fatal instead.
+#[test]
+fn corrupt_training_images_are_skipped_and_reported() {
+    let dir = tmp("badimg");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let good = std::fs::read_dir(shared().join("train/sun_hays80"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .unwrap();
+    std::fs::copy(
+        &good,
+        data.join(format!("a.{}", good.extension().unwrap().to_string_lossy())),
+    )
+    .unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            data.join(format!("broken{i}.jpg")),
+            b"\xff\xd8\xff not a jpeg",
+        )
+        .unwrap();
+    }
+    let p = run_file(&dir, "[1]", [2, 0, 0], "");
+    let t = std::fs::read_to_string(&p).unwrap();
+    let train_line = format!(
+        "train = \"{}\"",
+        shared().join("train/sun_hays80").display()
+    );
+    assert!(t.contains(&train_line));
+    let t = t.replace(&train_line, &format!("train = \"{}\"", data.display()));
+    std::fs::write(&p, &t).unwrap();
+    let (cfg, text) = TrainConfig::from_file(&p).unwrap();
+    let mut bad = Vec::new();
+    let out = train(&cfg, &text, false, &Cancel::new(), &mut |e| {
+        if let Event::BadImage { path, error } = e {
+            assert!(!error.is_empty());
+            bad.push(path);
+        }
+    })
+    .unwrap();
+    assert!(out.exported.is_some());
+    assert!(!bad.is_empty(), "no broken image was drawn");
+    let mut unique = bad.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), bad.len(), "a bad image was reported twice");
+    assert!(bad.iter().all(|p| p.to_string_lossy().contains("broken")));
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cfg.out_dir.join("run.json")).unwrap())
+            .unwrap();
+    let skipped = run["sessions"][0]["skipped_images"].as_array().unwrap();
+    assert_eq!(skipped.len(), bad.len());
+
+    // Fatal when the run file asks.
+    let t = t
+        .replace("workers = 2", "workers = 2\nfail_on_bad_image = true")
+        .replace(
+            &format!("out_dir = \"{}\"", dir.join("run").display()),
+            &format!("out_dir = \"{}\"", dir.join("run2").display()),
+        );
+    std::fs::write(&p, &t).unwrap();
+    let (cfg, text) = TrainConfig::from_file(&p).unwrap();
+    assert!(cfg.data.fail_on_bad_image);
+    let e = train(&cfg, &text, false, &Cancel::new(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

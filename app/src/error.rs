@@ -67,6 +67,7 @@ impl JobError {
             | E::UnexpectedKeys { .. }
             | E::ShapeMismatch { .. }
             | E::BadDtype { .. } => JobErrorKind::Model,
+            E::TooLarge { .. } => JobErrorKind::OutOfMemory,
             E::Backend { .. } | E::Device(_) => JobErrorKind::Device,
             E::Download { .. } | E::Checksum { .. } => JobErrorKind::Network,
         };

@@ -18,18 +18,18 @@ pub struct BenchArgs {
     /// Official architecture with random weights instead of a folder (e.g. dc-ae-f32c32-in-1.0).
     #[arg(long)]
     preset: Option<String>,
-    /// Square image sizes in pixels, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "512,1024")]
+    /// Square image sizes in pixels, comma separated (up to 65536).
+    #[arg(long, value_delimiter = ',', default_value = "512,1024", value_parser = crate::in_range::<1, 65536>)]
     size: Vec<usize>,
     #[arg(long, default_value = "wgpu")]
     backend: Backend,
     #[arg(long, default_value = "f32")]
     precision: Precision,
-    /// Timed runs per size (the median is reported), after one warm-up run.
-    #[arg(long, default_value_t = 3)]
+    /// Timed runs per size (the median is reported), after one warm-up run (1-1000).
+    #[arg(long, default_value_t = 3, value_parser = crate::in_range::<1, 1000>)]
     runs: usize,
-    /// Images per batch.
-    #[arg(long, default_value_t = 1)]
+    /// Images per batch (1-4096).
+    #[arg(long, default_value_t = 1, value_parser = crate::in_range::<1, 4096>)]
     batch: usize,
     /// Print one JSON object per size instead of a table.
     #[arg(long)]
@@ -48,9 +48,6 @@ struct Row {
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
-    if a.runs == 0 || a.batch == 0 {
-        bail!("--runs and --batch must be at least 1");
-    }
     if a.diffusion {
         return crate::bench_diffusion::run(a.backend, a.precision, a.runs, a.batch, a.json);
     }
@@ -86,6 +83,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if size == 0 || !size.is_multiple_of(f) {
             bail!("--size {size} is not a positive multiple of the compression factor {f}");
         }
+        // Checked before the random input is allocated.
+        dcae::limits::check(
+            &format!("benchmarking {} image(s) of {size}x{size}", a.batch),
+            dcae::limits::autoencoder_pass(
+                &model.config,
+                a.batch as u64,
+                size as u64,
+                size as u64,
+                None,
+            ),
+        )?;
         let row = bench_size(&model, &device, a, size)?;
         let peak = row.peak_mb.map_or("n/a".to_string(), |m| format!("{m:.0}"));
         if a.json {

@@ -15,7 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use dcae::autoencoder::{TileSpec, Tiling};
 use dcae::burn::tensor::{Tensor, TensorData};
 use dcae::io::image::{Fit, RgbF32, fit_plan, fit_to_multiple, load_image};
-use dcae::io::tensors::{HostTensor, TensorFile, read_tensor, write_atomic, write_tensors};
+use dcae::io::tensors::{HostTensor, TensorFile, write_atomic, write_tensors};
+use dcae::io::{folder_files, refuse_overwrite};
 use dcae::pipeline::{ReconstructOptions, reconstruct as reconstruct_image};
 use dcae::{Backend, Cancel, DcAe, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,6 +30,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Run jobs even when their memory estimate exceeds what the machine has (the budget is
+    /// `DCAE_MEMORY_LIMIT`, e.g. 16G, else the available memory).
+    #[arg(long, global = true)]
+    no_limits: bool,
+    /// Make damaged image data (a truncated JPEG or PNG) an error instead of a note.
+    #[arg(long, global = true)]
+    strict: bool,
+}
+
+/// A count parsed from the command line, with its valid range in the error.
+pub fn in_range<const LO: usize, const HI: usize>(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if (LO..=HI).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a whole number in {LO}..={HI}")),
+    }
 }
 
 /// Options every model command takes.
@@ -167,6 +183,8 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    dcae::limits::set_enforced(!cli.no_limits);
+    dcae::io::image::set_strict(cli.strict);
     let result = match cli.cmd {
         Cmd::Encode {
             common,
@@ -329,14 +347,38 @@ fn is_ext(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
+/// The files an output must not overwrite: the inputs and every file of the model folder.
+fn protected(inputs: &[PathBuf], model: &Path) -> Vec<PathBuf> {
+    let mut v = inputs.to_vec();
+    v.extend(folder_files(model));
+    v
+}
+
 fn encode(c: &Common, inputs: &[PathBuf], output: &Path, scaled: bool, fit: Fit) -> Result<()> {
     if !is_ext(output, "safetensors") {
         bail!("output {} must end in .safetensors", output.display());
     }
+    refuse_overwrite(output, &protected(inputs, &c.model))?;
     let model = load_model(c)?;
     let f = model.factor();
     let (image, orig) = if inputs.len() == 1 && is_ext(&inputs[0], "safetensors") {
-        let t = read_tensor(&inputs[0], "image")?;
+        let t = TensorFile::open_kind(&inputs[0], "image tensor file")?.tensor("image")?;
+        if t.data.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "{}: `image` holds NaN or infinite values",
+                inputs[0].display()
+            );
+        }
+        let (lo, hi) = t
+            .data
+            .iter()
+            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        if lo < -1.001 || hi > 1.001 {
+            eprintln!(
+                "note: {}: `image` values span [{lo}, {hi}]; the model expects images in [-1, 1]",
+                inputs[0].display()
+            );
+        }
         if t.shape.len() != 4 || t.shape[1] != 3 {
             bail!(
                 "{}: `image` has shape {:?}, expected [N, 3, H, W]",
@@ -410,7 +452,7 @@ fn decode(c: &Common, input: &Path, output: &Path, scaled: bool) -> Result<()> {
             output.display()
         );
     }
-    let file = TensorFile::open(input)?;
+    let file = TensorFile::open_kind(input, "latent file")?;
     let t = file.tensor("latent")?;
     if t.shape.len() != 4 {
         bail!(
@@ -420,6 +462,15 @@ fn decode(c: &Common, input: &Path, output: &Path, scaled: bool) -> Result<()> {
         );
     }
     let (meta_scaled, sizes) = latent_metadata(&file);
+    let protect = protected(&[input.to_path_buf()], &c.model);
+    let n = t.shape[0];
+    if png && n > 1 {
+        for i in 0..n {
+            refuse_overwrite(&numbered(output, i), &protect)?;
+        }
+    } else {
+        refuse_overwrite(output, &protect)?;
+    }
     let model = load_model(c)?;
     let f = model.factor();
     let z = to_tensor(&t, &model.device);
@@ -492,6 +543,7 @@ fn reconstruct(c: &Common, image: &Path, output: &Path, fit: Fit) -> Result<()> 
     if !is_ext(output, "png") {
         bail!("output {} must end in .png", output.display());
     }
+    refuse_overwrite(output, &protected(&[image.to_path_buf()], &c.model))?;
     let model = load_model(c)?;
     let (img, notes) = load_image(image)?;
     for n in notes {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use dcae::diffusion::{DiffusionConfig, SamplerKind};
 use dcae::io::tensors::write_atomic;
+use dcae::io::{folder_files, refuse_overwrite};
 use dcae::pipeline::class_to_image::{self, Choices, ClassToImage};
 use dcae::pipeline::classes::{class_table, resolve_class};
 use dcae::pipeline::settings::SAMPLE_KEY;
@@ -29,8 +30,8 @@ pub struct SampleArgs {
     classes: Vec<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Sampler steps (default: the model's: 30 DPM-Solver, 250 DDPM / ODE points).
-    #[arg(long)]
+    /// Sampler steps, 1-1000 (default: the model's: 30 DPM-Solver, 250 DDPM / ODE points).
+    #[arg(long, value_parser = crate::in_range::<1, 1000>)]
     steps: Option<usize>,
     /// Classifier-free guidance scale (default: the model's FID setting).
     #[arg(long)]
@@ -38,8 +39,8 @@ pub struct SampleArgs {
     /// dpm-solver (UViT), ddpm | ddim (DiT), dopri5 | heun2 (USiT).
     #[arg(long)]
     sampler: Option<SamplerKind>,
-    /// Images per grid row (default: about square).
-    #[arg(long)]
+    /// Images per grid row, 1 to the number of images (default: about square).
+    #[arg(long, value_parser = crate::in_range::<1, 256>)]
     cols: Option<usize>,
     #[arg(long)]
     backend: Option<Backend>,
@@ -96,6 +97,14 @@ pub fn run(a: &SampleArgs) -> Result<()> {
             ClassToImage::with_defaults(&model, &cfg, classes, choices)
         }
     };
+    settings.validate()?;
+    // Neither the PNG replayed nor a model file may be overwritten.
+    let mut protect: Vec<PathBuf> = a.from.iter().cloned().collect();
+    protect.extend(folder_files(&settings.model));
+    if let Some(ae) = &settings.autoencoder {
+        protect.extend(folder_files(ae));
+    }
+    refuse_overwrite(&a.output, &protect)?;
     sample(&settings, a)
 }
 

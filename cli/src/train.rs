@@ -70,6 +70,15 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
         Event::Checkpoint { step, path } => {
             say(&pb, format!("step {step}: checkpoint {}", path.display()));
         }
+        Event::BadImage { path, error } => {
+            say(
+                &pb,
+                format!(
+                    "warning: skipping training image {} ({error}); set [data] fail_on_bad_image = true to stop instead",
+                    path.display()
+                ),
+            );
+        }
     })?;
     pb.finish_and_clear();
     for p in &outcome.phases {

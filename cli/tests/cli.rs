@@ -1,58 +1,23 @@
 //! End-to-end tests of the `dcae` binary: the happy paths on a real photo with a fixture model,
 //! and every bad input giving one clear error line, a non-zero exit and no panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
+use std::path::{Path, PathBuf};
+
+use common::{dcae, fixture, s, shared, text};
 
 /// Fixture model folder (diffusers layout, f32c32 structure).
 fn model() -> PathBuf {
-    let root = std::env::var_os("DCAE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("fixtures/dcae"));
-    root.join("f32c32-in-64x64-b1")
+    fixture("f32c32-in-64x64-b1")
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dcae-cli-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp("cli-test", name)
 }
 
-fn dcae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcae"))
-        .args(args)
-        .output()
-        .expect("run dcae")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Asserts a clean failure: non-zero exit, no panic, an `error:` line containing `needle`.
-fn assert_fails_with(o: &Output, needle: &str) {
-    let (out, err) = text(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success:\n{out}\n{err}"
-    );
-    assert!(!err.contains("panicked"), "panic:\n{err}");
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("no error line:\n{err}"));
-    assert!(
-        line.contains(needle),
-        "error line {line:?} lacks {needle:?}"
-    );
+fn assert_fails_with(o: &std::process::Output, needle: &str) {
+    common::fails_with(o, needle)
 }
 
 fn copy_model(dst: &Path) {
@@ -60,10 +25,6 @@ fn copy_model(dst: &Path) {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(model().join(f), dst.join(f)).unwrap();
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -1,55 +1,20 @@
 //! `dcae sample` end to end on a fixture-sized random UViT: noise -> DPM-Solver -> DC-AE decode
 //! (a fixture autoencoder) -> PNG grid with settings metadata -> `--from` reproduces it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{dcae, fails_with, ok};
 use safetensors::{Dtype, tensor::TensorView};
-
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
 
 /// A DC-AE fixture with 8 latent channels (f32), so a 4x4 latent decodes to 128x128.
 fn autoencoder() -> PathBuf {
-    let root = std::env::var_os("DCAE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("fixtures/dcae"));
-    root.join("f32c32-sana-96x128-b2")
+    common::fixture("f32c32-sana-96x128-b2")
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dcae-sample-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn dcae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcae"))
-        .args(args)
-        .output()
-        .expect("run dcae")
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "dcae failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure:\n{err}");
-    assert!(!err.contains("panicked"), "panic:\n{err}");
-    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or("");
-    assert!(
-        line.contains(needle),
-        "error line {line:?} lacks {needle:?}"
-    );
+    common::tmp("sample-test", name)
 }
 
 /// Writes a random UViT in the reference `state_dict` layout (keys of efficientvit's UViT,

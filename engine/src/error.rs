@@ -72,6 +72,16 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// A job needs more memory than the machine has (estimated from its shapes before
+    /// anything is allocated; see [`crate::limits`]).
+    #[error(
+        "{what} needs about {need}, more than the {limit} available; use tiling or a smaller size, or pass --no-limits (or set DCAE_MEMORY_LIMIT) to run it anyway"
+    )]
+    TooLarge {
+        what: String,
+        need: String,
+        limit: String,
+    },
     /// The call's [`Cancel`](crate::task::Cancel) token was set (a download: no partial file is
     /// left behind; a tiled encode/decode: stopped after the current tile; a sampler: after the
     /// current step).

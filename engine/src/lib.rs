@@ -2,7 +2,8 @@
 //! models that run on its latents.
 //!
 //! - shared infrastructure: [`error`], [`backend`] (a runtime Burn device), [`task`] (progress
-//!   sink + cancel token of every long call), [`io`] (images, tensor files, atomic writes);
+//!   sink + cancel token of every long call), [`io`] (images, tensor files, atomic writes),
+//!   [`limits`] (memory estimates checked before a job allocates);
 //! - shared model layers: [`weights`] (strict safetensors loader, key layouts, parameter
 //!   builder) and [`nn`] (conv, norms, linear, attention, linear attention, embeddings, trace);
 //! - model families: [`autoencoder`] (DC-AE: every official checkpoint as a preset, tiling),
@@ -43,6 +44,7 @@ pub mod diffusion;
 pub mod error;
 pub mod hub;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod nn;
 pub mod pipeline;

@@ -84,6 +84,12 @@ impl DcAeConfig {
         1 << (self.encoder_block_out_channels.len() - 1)
     }
 
+    /// `[C, H, W]` of the image an `h x w` latent decodes to.
+    pub fn image_size_of(&self, h: usize, w: usize) -> [usize; 3] {
+        let f = self.spatial_compression();
+        [self.in_channels, h * f, w * f]
+    }
+
     fn in_mix(widths: Vec<usize>, latent: usize, scaling: f64) -> Self {
         let n = widths.len();
         let blocks: Vec<BlockType> = (0..n)
@@ -300,7 +306,7 @@ impl DcAeConfig {
     /// Reads a `config.json`: either diffusers `AutoencoderDC` fields or
     /// `{"model_name": "<official name>"}` as the original efficientvit repos ship.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::read_text(path)?;
         Self::from_json_str(&text).map_err(|e| match e {
             Error::Config { message, .. } => Error::Config {
                 path: path.to_path_buf(),

@@ -165,8 +165,13 @@ impl DcAe {
     }
 
     pub(crate) fn check_image(&self, x: &Tensor<4>) -> Result<()> {
-        let [_, c, h, w] = x.dims();
+        let [b, c, h, w] = x.dims();
         let f = self.factor();
+        if b == 0 {
+            return Err(Error::Input(
+                "the image batch is empty (0 images); give at least one".into(),
+            ));
+        }
         if c != self.config.in_channels {
             return Err(Error::Input(format!(
                 "image has {c} channels, the model takes {}",
@@ -181,8 +186,28 @@ impl DcAe {
         Ok(())
     }
 
+    /// Refuses a pass over `b` images of `h x w` pixels that cannot fit in memory.
+    pub(crate) fn check_memory(
+        &self,
+        what: &str,
+        b: usize,
+        h: usize,
+        w: usize,
+        tiles: Option<TileSpec>,
+    ) -> Result<()> {
+        let need =
+            crate::limits::autoencoder_pass(&self.config, b as u64, h as u64, w as u64, tiles);
+        let tiled = tiles.map_or(String::new(), |t| format!(" in {} px tiles", t.tile_px));
+        crate::limits::check(&format!("{what} {b} image(s) of {w}x{h}{tiled}"), need)
+    }
+
     pub(crate) fn check_latent(&self, z: &Tensor<4>) -> Result<()> {
-        let [_, c, h, w] = z.dims();
+        let [b, c, h, w] = z.dims();
+        if b == 0 {
+            return Err(Error::Input(
+                "the latent batch is empty (0 latents); give at least one".into(),
+            ));
+        }
         if c != self.config.latent_channels || h == 0 || w == 0 {
             return Err(Error::Input(format!(
                 "latent has shape [{c}, {h}, {w}] per item; the model needs {} channels and a non-empty grid",
@@ -203,6 +228,8 @@ impl DcAe {
     /// [`DcAe::encode`] recording intermediate activations into `trace`.
     pub fn encode_traced(&self, x: Tensor<4>, trace: &mut Trace) -> Result<Tensor<4>> {
         self.check_image(&x)?;
+        let [b, _, h, w] = x.dims();
+        self.check_memory("encoding", b, h, w, None)?;
         let x = x.to_device(&self.device).cast(self.precision.dtype());
         Ok(self.model.encoder.forward(x, trace).cast(DType::F32))
     }
@@ -218,6 +245,9 @@ impl DcAe {
     /// [`DcAe::decode`] recording intermediate activations into `trace`.
     pub fn decode_traced(&self, z: Tensor<4>, trace: &mut Trace) -> Result<Tensor<4>> {
         self.check_latent(&z)?;
+        let [b, _, h, w] = z.dims();
+        let f = self.factor();
+        self.check_memory("decoding", b, h * f, w * f, None)?;
         let z = z.to_device(&self.device).cast(self.precision.dtype());
         Ok(self.model.decoder.forward(z, trace).cast(DType::F32))
     }

@@ -33,8 +33,9 @@ impl DcAe {
     ) -> Result<Tensor<4>> {
         self.check_image(&x)?;
         cancel.check()?;
-        let [_, _, h, w] = x.dims();
+        let [b, _, h, w] = x.dims();
         let f = self.factor();
+        self.check_memory("encoding", b, h, w, spec)?;
         let pass = Pass {
             stage: "encode",
             in_scale: f,
@@ -67,8 +68,9 @@ impl DcAe {
     ) -> Result<Tensor<4>> {
         self.check_latent(&z)?;
         cancel.check()?;
-        let [_, _, h, w] = z.dims();
+        let [b, _, h, w] = z.dims();
         let f = self.factor();
+        self.check_memory("decoding", b, h * f, w * f, spec)?;
         let pass = Pass {
             stage: "decode",
             in_scale: 1,

@@ -2,7 +2,11 @@
 //! conversion (grey, alpha, 16-bit), fitting to a multiple of the compression factor, and
 //! writing 8-bit PNGs the way the reference evaluator quantises.
 
+use std::io::{Read, Seek, SeekFrom};
+
+use image::ImageDecoder;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -35,13 +39,26 @@ impl std::str::FromStr for Fit {
     }
 }
 
-/// Largest image accepted (pixels): 24 Mpx photos pass with room; beyond this the decode alone
-/// would take several GB.
-pub const MAX_PIXELS: u64 = 256 * 1024 * 1024;
+static STRICT: AtomicBool = AtomicBool::new(false);
 
-/// Decodes an image file to RGB in [-1, 1]. Returns notes on any colour conversion made.
+/// Makes damaged image data (a JPEG without its end marker, a PNG without `IEND`) an error
+/// instead of a note, for the rest of the process (`--strict`).
+pub fn set_strict(on: bool) {
+    STRICT.store(on, Ordering::SeqCst);
+}
+
+/// Decodes an image file to RGB in [-1, 1], turned upright by its EXIF orientation. Returns
+/// notes on what was done to it (orientation, colour conversion, damaged data). The decode is
+/// refused up front when the size the header announces needs more memory than the machine has
+/// ([`crate::limits`]).
 pub fn load_image(path: &Path) -> Result<(RgbF32, Vec<String>)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::Input(format!(
+            "{} is a folder, not an image file",
+            path.display()
+        )));
+    }
     if meta.len() == 0 {
         return Err(Error::Input(format!(
             "{}: empty file (0 bytes)",
@@ -51,31 +68,42 @@ pub fn load_image(path: &Path) -> Result<(RgbF32, Vec<String>)> {
     let bad = |e: &dyn std::fmt::Display| {
         Error::Input(format!("{}: cannot decode image: {e}", path.display()))
     };
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    if reader.format().is_none() {
+    let open = || -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+        let mut reader = image::ImageReader::open(path)
+            .map_err(|e| Error::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?;
+        // The decoder's own allocation cap: what the machine has, not a pixel count.
+        let mut l = image::Limits::default();
+        l.max_alloc = Some(crate::limits::budget());
+        reader.limits(l);
+        Ok(reader)
+    };
+    let reader = open()?;
+    let Some(format) = reader.format() else {
         return Err(bad(&"unrecognised format (not PNG, JPEG, WebP, ...)"));
-    }
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_PIXELS * 16);
-    reader.limits(limits);
+    };
     let (w, h) = reader.into_dimensions().map_err(|e| bad(&e))?;
-    if (w as u64) * (h as u64) > MAX_PIXELS {
-        return Err(Error::Input(format!(
-            "{}: {w}x{h} is larger than the {} Mpx this tool accepts",
-            path.display(),
-            MAX_PIXELS / (1024 * 1024)
-        )));
-    }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    reader.no_limits();
-    let img = reader.decode().map_err(|e| bad(&e))?;
+    crate::limits::check(
+        &format!("decoding {} ({w}x{h})", path.display()),
+        crate::limits::image_decode(u64::from(w), u64::from(h)),
+    )?;
+    let mut decoder = open()?.into_decoder().map_err(|e| bad(&e))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| bad(&e))?;
     let mut notes = Vec::new();
+    if orientation != image::metadata::Orientation::NoTransforms {
+        img.apply_orientation(orientation);
+        notes.push(format!("EXIF orientation {orientation:?} applied"));
+    }
+    if let Some(damage) = damage_note(path, format) {
+        if STRICT.load(Ordering::SeqCst) {
+            return Err(Error::Input(format!("{}: {damage}", path.display())));
+        }
+        notes.push(format!("{damage} (--strict makes this an error)"));
+    }
     let color = img.color();
     if color.channel_count() < 3 {
         notes.push("greyscale image: the grey channel is used for R, G and B".to_string());
@@ -107,6 +135,28 @@ pub fn load_image(path: &Path) -> Result<(RgbF32, Vec<String>)> {
         },
         notes,
     ))
+}
+
+/// Damage a decoder forgives: a JPEG cut short decodes with its missing part grey, a PNG
+/// without its `IEND` chunk may be cut after the last image data. Read from the file's end.
+fn damage_note(path: &Path, format: image::ImageFormat) -> Option<String> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let tail_len = len.min(64);
+    f.seek(SeekFrom::Start(len - tail_len)).ok()?;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    f.take(tail_len).read_to_end(&mut tail).ok()?;
+    match format {
+        // EOI, possibly followed by padding.
+        image::ImageFormat::Jpeg if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) => Some(
+            "the JPEG has no end marker: the file is probably truncated (the missing part decodes grey)"
+                .to_string(),
+        ),
+        image::ImageFormat::Png if !tail.windows(4).any(|w| w == b"IEND") => Some(
+            "the PNG has no IEND chunk: the file is probably truncated".to_string(),
+        ),
+        _ => None,
+    }
 }
 
 impl RgbF32 {

@@ -37,6 +37,44 @@ pub(crate) fn decode_floats(dtype: Dtype, b: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
+/// Fails when a safetensors header (already validated) names a tensor twice: JSON parsers keep
+/// the last one silently, so two tools could read different tensors from one file.
+pub(crate) fn check_unique_keys(bytes: &[u8]) -> std::result::Result<(), String> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut dup = None;
+            while let Some(k) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if !seen.insert(k.clone()) && dup.is_none() {
+                    dup = Some(k);
+                }
+            }
+            Ok(dup)
+        }
+    }
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+        .ok_or("no header")?;
+    let header = bytes.get(8..8 + n).ok_or("truncated header")?;
+    let mut de = serde_json::Deserializer::from_slice(header);
+    match de.deserialize_map(Keys) {
+        Ok(None) => Ok(()),
+        Ok(Some(k)) => Err(format!("the header names `{k}` twice")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A safetensors file read once; tensors are converted to f32 on request.
 pub struct TensorFile {
     path: std::path::PathBuf,
@@ -46,11 +84,27 @@ pub struct TensorFile {
 impl TensorFile {
     /// Reads and validates the file.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_kind(path, "safetensors file")
+    }
+
+    /// [`Self::open`] naming what the file should be in errors (`latent file`, `image tensor
+    /// file`). Header keys are checked for duplicates (a JSON parser would keep the last).
+    pub fn open_kind(path: &Path, kind: &str) -> Result<Self> {
+        crate::io::check_regular_file(path)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptWeights {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        Self::from_bytes(path, bytes, kind)
+    }
+
+    /// A file's bytes already in memory; `path` names it in errors.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>, kind: &str) -> Result<Self> {
+        let bad = |m: String| {
+            Error::Input(format!(
+                "{} is not a readable {kind} (safetensors): {m}",
+                path.display()
+            ))
+        };
+        SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        check_unique_keys(&bytes).map_err(bad)?;
         Ok(Self {
             path: path.to_path_buf(),
             bytes,
@@ -197,7 +251,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
+        // The final name is what the user gave; the temp file is ours.
+        return Err(Error::io(path, e));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

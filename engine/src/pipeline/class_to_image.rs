@@ -18,6 +18,7 @@ use crate::diffusion::{
 };
 use crate::error::{Error, Result};
 use crate::io::image::quantize;
+use crate::pipeline::classes::NUM_CLASSES;
 use crate::task::{Cancel, Progress};
 use crate::weights::Precision;
 
@@ -39,6 +40,13 @@ pub struct ClassToImage {
     pub backend: Backend,
     pub precision: Precision,
 }
+
+/// Most images one run makes (one per class).
+pub const MAX_IMAGES: usize = 256;
+/// Most sampler steps (the references use at most 250).
+pub const MAX_STEPS: usize = 1000;
+/// Largest guidance scale accepted (the references use 1 to 10).
+pub const MAX_CFG: f32 = 100.0;
 
 /// About square: `ceil(sqrt(n))` images per row.
 pub fn default_cols(n: usize) -> usize {
@@ -62,14 +70,49 @@ impl ClassToImage {
             steps: choices.steps.unwrap_or(config.default_steps),
             cfg: choices.cfg.unwrap_or(config.default_cfg),
             sampler: choices.sampler.unwrap_or(config.default_sampler),
-            cols: choices
-                .cols
-                .unwrap_or_else(|| default_cols(n))
-                .clamp(1, n.max(1)),
+            cols: choices.cols.unwrap_or_else(|| default_cols(n)),
             classes,
             backend: choices.backend.unwrap_or_default(),
             precision: choices.precision.unwrap_or_default(),
         }
+    }
+
+    /// Every number in its range, the same checks whether the settings come from the command
+    /// line, the app or a PNG's metadata.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Input(m));
+        let n = self.classes.len();
+        if !(1..=MAX_IMAGES).contains(&n) {
+            return bad(format!(
+                "{n} classes: give 1..={MAX_IMAGES} (one image per class)"
+            ));
+        }
+        if let Some(c) = self
+            .classes
+            .iter()
+            .find(|&&c| !(0..NUM_CLASSES).contains(&c))
+        {
+            return bad(format!(
+                "class id {c} is out of range 0..={} (the null class {NUM_CLASSES} is not a class)",
+                NUM_CLASSES - 1
+            ));
+        }
+        if !(1..=MAX_STEPS).contains(&self.steps) {
+            return bad(format!("steps {}: give 1..={MAX_STEPS}", self.steps));
+        }
+        if !(self.cfg.is_finite() && self.cfg.abs() <= MAX_CFG) {
+            return bad(format!(
+                "cfg {}: the guidance scale must be a number in -{MAX_CFG}..={MAX_CFG}",
+                self.cfg
+            ));
+        }
+        if !(1..=n).contains(&self.cols) {
+            return bad(format!(
+                "cols {}: give 1..={n} (the number of images)",
+                self.cols
+            ));
+        }
+        Ok(())
     }
 
     /// The settings as stored in a PNG, with the version that wrote them.
@@ -88,10 +131,12 @@ impl ClassToImage {
             .map_err(|e| e.to_string())
     }
 
-    /// The settings of a PNG written by `dcae sample` (or the app).
+    /// The settings of a PNG written by `dcae sample` (or the app), validated.
     pub fn from_png(path: &Path) -> Result<Self> {
-        Self::from_json(read_png_json(path, SAMPLE_KEY)?)
-            .map_err(|e| Error::Input(format!("{}: settings: {e}", path.display())))
+        let named = |e: String| Error::Input(format!("{}: settings: {e}", path.display()));
+        let s = Self::from_json(read_png_json(path, SAMPLE_KEY)?).map_err(named)?;
+        s.validate().map_err(|e| named(e.to_string()))?;
+        Ok(s)
     }
 }
 
@@ -216,7 +261,16 @@ pub fn run(
     progress: &mut dyn Progress,
     cancel: &Cancel,
 ) -> Result<Images> {
+    s.validate()?;
     let chw = loaded.net.config.latent_chw();
+    let [_, h, w] = loaded.ae.config.image_size_of(chw[1], chw[2]);
+    let n = s.classes.len() as u64;
+    crate::limits::check(
+        &format!("{n} image(s) of {w}x{h}"),
+        crate::limits::image_grid(n, h as u64, w as u64).saturating_add(
+            crate::limits::autoencoder_pass(&loaded.ae.config, n, h as u64, w as u64, None),
+        ),
+    )?;
     let settings = SampleSettings {
         sampler: s.sampler,
         steps: s.steps,

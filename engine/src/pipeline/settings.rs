@@ -46,7 +46,13 @@ pub fn png_with_text(rgb: &[u8], w: usize, h: usize, keyword: &str, text: &str) 
 
 /// The text under `keyword` in a PNG file (tEXt, zTXt or iTXt).
 pub fn read_png_text(path: &Path, keyword: &str) -> Result<String> {
+    crate::io::check_regular_file(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    png_text(bytes, path, keyword)
+}
+
+/// [`read_png_text`] on bytes in memory; `path` names them in errors.
+pub fn png_text(bytes: Vec<u8>, path: &Path, keyword: &str) -> Result<String> {
     let dec = png::Decoder::new(std::io::Cursor::new(bytes));
     let reader = dec
         .read_info()

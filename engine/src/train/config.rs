@@ -104,6 +104,10 @@ pub struct DataSection {
     /// those colours outside what the model learns to reproduce.
     #[serde(default)]
     pub channel_shuffle: bool,
+    /// Stop the run at a training image that cannot be decoded (default: skip it, take the
+    /// next image in its place and report it; one bad file must not end a long run).
+    #[serde(default)]
+    pub fail_on_bad_image: bool,
 }
 
 fn default_val_count() -> usize {
@@ -296,8 +300,14 @@ impl PhaseConfig {
 impl TrainConfig {
     /// Parses a run file; paths inside it are relative to the file's folder.
     pub fn from_file(path: &Path) -> Result<(Self, String)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: TrainConfig = toml::from_str(&text).map_err(|e| Error::Config {
+        let text = crate::io::read_text(path)?;
+        Ok((Self::from_toml(&text, path)?, text))
+    }
+
+    /// [`Self::from_file`] on text; `path` is where it came from (relative paths are taken
+    /// from its folder, errors name it).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let mut cfg: TrainConfig = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -325,7 +335,7 @@ impl TrainConfig {
             path: path.to_path_buf(),
             message,
         })?;
-        Ok((cfg, text))
+        Ok(cfg)
     }
 
     pub fn phase(&self, n: u8) -> &PhaseConfig {
@@ -340,16 +350,61 @@ impl TrainConfig {
         if self.schedule.phases.is_empty() {
             return Err("schedule.phases is empty".into());
         }
-        for &p in &self.schedule.phases {
-            if !(1..=3).contains(&p) {
-                return Err(format!("schedule.phases: {p} is not a phase (1, 2, 3)"));
-            }
+        if let Some(p) = self.schedule.phases.iter().find(|p| !(1..=3).contains(*p)) {
+            return Err(format!("schedule.phases: {p} is not a phase (1, 2, 3)"));
+        }
+        // Every phase section, scheduled or not: a bad value is an error before any step.
+        for p in 1..=3u8 {
             let c = self.phase(p);
             if c.batch_size == 0 || c.resolution == 0 {
                 return Err(format!("phase{p}: batch_size and resolution must be > 0"));
             }
             if !(c.lr.is_finite() && c.lr > 0.0) {
                 return Err(format!("phase{p}: lr must be > 0"));
+            }
+            let ranges: [(&str, usize, usize, usize); 4] = [
+                ("batch_size", c.batch_size, 1, 4096),
+                ("resolution", c.resolution, 1, 8192),
+                ("disc_channels", c.disc_channels, 1, 1024),
+                ("disc_layers", c.disc_layers, 1, 6),
+            ];
+            for (name, v, lo, hi) in ranges {
+                if !(lo..=hi).contains(&v) {
+                    return Err(format!("phase{p}.{name} = {v}: give {lo}..={hi}"));
+                }
+            }
+            if c.steps > 1_000_000_000 {
+                return Err(format!("phase{p}.steps = {}: give 0..=1e9", c.steps));
+            }
+            let unit = |name: &str, v: f64| -> std::result::Result<(), String> {
+                if (0.0..1.0).contains(&v) {
+                    Ok(())
+                } else {
+                    Err(format!("phase{p}.{name} = {v}: give a number in [0, 1)"))
+                }
+            };
+            unit("beta1", c.beta1)?;
+            unit("beta2", c.beta2)?;
+            let nonneg = [
+                ("weight_decay", Some(c.weight_decay)),
+                ("l1_weight", Some(c.l1_weight)),
+                ("perceptual_weight", Some(c.perceptual_weight)),
+                ("gan_weight", Some(c.gan_weight)),
+                ("lr_end", c.lr_end),
+            ];
+            for (name, v) in nonneg {
+                if let Some(v) = v
+                    && !(v.is_finite() && v >= 0.0)
+                {
+                    return Err(format!("phase{p}.{name} = {v}: give a finite number >= 0"));
+                }
+            }
+            for (name, v) in [("grad_clip", c.grad_clip), ("disc_lr", Some(c.disc_lr))] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v > 0.0)
+                {
+                    return Err(format!("phase{p}.{name} = {v}: give a finite number > 0"));
+                }
             }
             if let Some(d) = c.ema_decay
                 && !(0.0..1.0).contains(&d)
@@ -361,6 +416,17 @@ impl TrainConfig {
             }
             if c.trainable.is_empty() {
                 return Err(format!("phase{p}: `trainable` is empty"));
+            }
+        }
+        let counts: [(&str, usize, usize, usize); 4] = [
+            ("devices", self.devices, 1, 64),
+            ("data.workers", self.data.workers, 1, 64),
+            ("data.val_count", self.data.val_count, 0, 1024),
+            ("data.val_size", self.data.val_size, 1, 8192),
+        ];
+        for (name, v, lo, hi) in counts {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{name} = {v}: give {lo}..={hi}"));
             }
         }
         if self.schedule.checkpoint_every == 0 || self.schedule.log_every == 0 {

@@ -19,6 +19,12 @@ const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
 
 /// All images under `root` (recursive), sorted by path so the order is the same everywhere.
 pub fn list_images(root: &Path) -> Result<Vec<PathBuf>> {
+    if root.is_file() {
+        return Err(Error::Input(format!(
+            "{} is a file; the data path must be a folder of images",
+            root.display()
+        )));
+    }
     if !root.is_dir() {
         return Err(Error::MissingFile(format!(
             "image folder {} does not exist",
@@ -193,20 +199,64 @@ impl Batch {
 }
 
 /// What a [`Loader`] draws: batches of `batch` square crops of `size` px, planned from `seed`
-/// (see [`plan_batch`]), with random RGB orders when `channel_shuffle`.
+/// (see [`plan_batch`]), with random RGB orders when `channel_shuffle`. An image that cannot be
+/// decoded is replaced by the next one in the list (and reported) unless `fail_on_bad_image`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CropPlan {
     pub seed: u64,
     pub batch: usize,
     pub size: usize,
     pub channel_shuffle: bool,
+    pub fail_on_bad_image: bool,
+}
+
+/// A training image that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadImage {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// A decoded crop and the images that failed on the way to it.
+type Crop = (Vec<f32>, Vec<BadImage>);
+
+/// One crop, or (when `skip_bad`) the same crop of the next images in the list until one
+/// decodes; the images that failed come back with it. Deterministic: which image replaces a bad
+/// one depends only on the list.
+fn load_crop_or_next(
+    files: &[PathBuf],
+    size: usize,
+    job: &CropJob,
+    skip_bad: bool,
+) -> Result<Crop> {
+    let mut bad = Vec::new();
+    for k in 0..files.len() {
+        let job = CropJob {
+            image: (job.image + k) % files.len(),
+            ..*job
+        };
+        let path = &files[job.image];
+        match load_crop(path, size, &job) {
+            Ok(v) => return Ok((v, bad)),
+            Err(e) if skip_bad => bad.push(BadImage {
+                path: path.clone(),
+                error: e.to_string(),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Input(format!(
+        "none of the {} training images could be decoded (first: {})",
+        files.len(),
+        bad.first().map_or(String::new(), |b| b.error.clone())
+    )))
 }
 
 /// Prefetching loader: `workers` threads decode the crops of upcoming steps while the model
 /// trains; batches arrive in step order.
 pub struct Loader {
     jobs: Vec<SyncSender<Option<(u64, usize, CropJob)>>>,
-    results: Receiver<(u64, usize, Result<Vec<f32>>)>,
+    results: Receiver<(u64, usize, Result<Crop>)>,
     handles: Vec<JoinHandle<()>>,
     seed: u64,
     channel_shuffle: bool,
@@ -218,6 +268,8 @@ pub struct Loader {
     pending: VecDeque<u64>,
     partial: std::collections::HashMap<u64, Vec<Option<Vec<f32>>>>,
     rr: usize,
+    /// Images that failed since the last [`Loader::take_bad`].
+    bad: Vec<BadImage>,
 }
 
 impl Loader {
@@ -233,6 +285,7 @@ impl Loader {
             batch,
             size,
             channel_shuffle,
+            fail_on_bad_image,
         } = plan;
         let workers = workers.max(1);
         let n_images = files.len();
@@ -246,7 +299,7 @@ impl Loader {
             let files = files.clone();
             handles.push(std::thread::spawn(move || {
                 while let Ok(Some((step, slot, job))) = rx.recv() {
-                    let r = load_crop(&files[job.image], size, &job);
+                    let r = load_crop_or_next(&files, size, &job, !fail_on_bad_image);
                     if res_tx.send((step, slot, r)).is_err() {
                         break;
                     }
@@ -268,6 +321,7 @@ impl Loader {
             pending: VecDeque::new(),
             partial: Default::default(),
             rr: 0,
+            bad: Vec::new(),
         };
         for _ in 0..2 {
             loader.plan_next();
@@ -300,6 +354,11 @@ impl Loader {
         }
     }
 
+    /// The images that failed to decode (and were replaced) since the last call.
+    pub fn take_bad(&mut self) -> Vec<BadImage> {
+        std::mem::take(&mut self.bad)
+    }
+
     /// The next batch in step order, or `None` after the last step.
     pub fn next_batch(&mut self) -> Result<Option<Batch>> {
         let Some(step) = self.pending.pop_front() else {
@@ -316,7 +375,8 @@ impl Loader {
                 .results
                 .recv()
                 .map_err(|_| Error::Input("data loader workers stopped".into()))?;
-            let data = r?;
+            let (data, bad) = r?;
+            self.bad.extend(bad);
             if let Some(slots) = self.partial.get_mut(&s) {
                 slots[slot] = Some(data);
             }

@@ -69,6 +69,12 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
+    /// A training image could not be decoded; the next image took its place. Reported once
+    /// per file.
+    BadImage {
+        path: PathBuf,
+        error: String,
+    },
 }
 
 /// Per-phase measurements of a run (this process only).
@@ -119,12 +125,26 @@ impl Base {
         let precision: Precision = cfg.precision.parse().map_err(Error::Input)?;
         let f = arch.spatial_compression();
         for &p in &cfg.schedule.phases {
-            let r = cfg.phase(p).resolution;
+            let c = cfg.phase(p);
+            let r = c.resolution;
             if !r.is_multiple_of(f) {
                 return Err(Error::Input(format!(
                     "phase{p}.resolution {r} is not a multiple of the compression factor {f}"
                 )));
             }
+            // Before any device memory or decoding thread is touched.
+            crate::limits::check(
+                &format!(
+                    "phase{p}: a training step of {} crops of {r}x{r}",
+                    c.batch_size
+                ),
+                crate::limits::training_step(
+                    &arch,
+                    c.batch_size as u64,
+                    r as u64,
+                    c.perceptual_weight > 0.0,
+                ),
+            )?;
         }
         Ok(Self {
             replicas,
@@ -238,6 +258,7 @@ pub fn first_step_gradients(cfg: &TrainConfig) -> Result<StepGradients> {
         batch: pc.batch_size,
         size: pc.resolution,
         channel_shuffle: cfg.data.channel_shuffle,
+        fail_on_bad_image: cfg.data.fail_on_bad_image,
     };
     let batch = Loader::new(files, plan, (0, 1), cfg.data.workers)
         .next_batch()?
@@ -296,6 +317,13 @@ pub fn train(
     on: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
     let base = Base::new(cfg)?;
+    if let Some(init) = &cfg.model.init {
+        // The export must not overwrite the weights the run starts from.
+        let export = cfg.out_dir.join("model");
+        for f in ["config.json", "diffusion_pytorch_model.safetensors"] {
+            crate::io::refuse_overwrite(&export.join(f), &crate::io::folder_files(init))?;
+        }
+    }
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
     let ckpt_path = cfg.out_dir.join(CHECKPOINT);
     if !resume && ckpt_path.exists() {
@@ -371,6 +399,8 @@ pub fn train(
     let mut vlog = CsvLog::open(&cfg.out_dir.join("val.csv"), "step,phase,psnr,ssim")?;
     let mut stats = Vec::new();
     let total = cfg.total_steps();
+    // Training images that failed to decode (skipped), for the events and the run record.
+    let mut bad_images: std::collections::BTreeSet<PathBuf> = Default::default();
 
     while let Some((phase, phase_start)) = cfg.phase_at(step) {
         let pc = cfg.phase(phase).clone();
@@ -417,6 +447,7 @@ pub fn train(
                 batch: pc.batch_size,
                 size: pc.resolution,
                 channel_shuffle: cfg.data.channel_shuffle,
+                fail_on_bad_image: cfg.data.fail_on_bad_image,
             },
             (step, phase_end),
             cfg.data.workers,
@@ -433,6 +464,14 @@ pub fn train(
             let batch = loader
                 .next_batch()?
                 .ok_or_else(|| Error::Input("data loader ended early".into()))?;
+            for b in loader.take_bad() {
+                if bad_images.insert(b.path.clone()) {
+                    on(Event::BadImage {
+                        path: b.path,
+                        error: b.error,
+                    });
+                }
+            }
             let lr = phase_lr(pc.lr, pc.warmup, pc.lr_end, pc.steps, step - phase_start);
             let with_lpips = pc.perceptual_weight > 0.0
                 && (step - phase_start).is_multiple_of(pc.perceptual_every);
@@ -550,7 +589,7 @@ pub fn train(
             trainable_params,
         });
         if interrupted {
-            write_run_record(cfg, cfg_text, &lpips_source, &stats, step)?;
+            write_run_record(cfg, cfg_text, &lpips_source, &stats, step, &bad_images)?;
             return Ok(Outcome {
                 step,
                 interrupted: true,
@@ -573,7 +612,7 @@ pub fn train(
             .unwrap_or_else(|| "none".into()),
         step,
     )?;
-    write_run_record(cfg, cfg_text, &lpips_source, &stats, step)?;
+    write_run_record(cfg, cfg_text, &lpips_source, &stats, step, &bad_images)?;
     Ok(Outcome {
         step,
         interrupted: false,
@@ -1174,6 +1213,7 @@ fn write_run_record(
     lpips: &Option<LpipsSource>,
     stats: &[PhaseStats],
     step: u64,
+    bad_images: &std::collections::BTreeSet<PathBuf>,
 ) -> Result<()> {
     let path = cfg.out_dir.join("run.json");
     // Earlier sessions of a resumed run keep their entries.
@@ -1185,6 +1225,7 @@ fn write_run_record(
     sessions.push(serde_json::json!({
         "ended_at_step": step,
         "phases": stats,
+        "skipped_images": bad_images,
     }));
     let v = serde_json::json!({
         "config": cfg_text,

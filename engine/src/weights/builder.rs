@@ -92,6 +92,9 @@ pub struct Builder<'a> {
     pub(crate) dtype: DType,
     /// Checkpoint key of every parameter built, in build order (for training and export).
     pub(crate) names: Vec<(ParamId, String)>,
+    /// Parameter bytes so far, and what memory allows ([`crate::limits`]).
+    bytes: u64,
+    budget: u64,
 }
 
 /// A parameter's id derived from its checkpoint key (FNV-1a), so that ids are the same in
@@ -114,6 +117,8 @@ impl<'a> Builder<'a> {
             device: device.clone(),
             dtype: precision.dtype(),
             names: Vec::new(),
+            bytes: 0,
+            budget: crate::limits::budget(),
         }
     }
 
@@ -125,6 +130,8 @@ impl<'a> Builder<'a> {
             device: device.clone(),
             dtype: precision.dtype(),
             names: Vec::new(),
+            bytes: 0,
+            budget: crate::limits::budget(),
         }
     }
 
@@ -166,21 +173,33 @@ impl<'a> Builder<'a> {
         init: Init,
         dtype: DType,
     ) -> Result<Param<Tensor<D>>> {
+        // A config with absurd sizes is refused before its first huge parameter exists.
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                crate::error::Error::Unsupported(format!("`{key}` {shape:?} is too large"))
+            })?;
+        self.bytes = self.bytes.saturating_add(n as u64 * 4);
+        if crate::limits::enforced() && self.bytes > self.budget {
+            return Err(crate::error::Error::TooLarge {
+                what: format!("the model's parameters (at `{key}`)"),
+                need: crate::limits::human(self.bytes),
+                limit: crate::limits::human(self.budget),
+            });
+        }
         let data = match self.store.as_deref_mut() {
             Some(store) => store.take(key, &shape)?.data,
-            None => {
-                let n: usize = shape.iter().product();
-                match init {
-                    Init::Zeros => vec![0.0; n],
-                    Init::Ones => vec![1.0; n],
-                    Init::Fan(fan_in) => {
-                        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-                        (0..n)
-                            .map(|_| (self.next_uniform() * 2.0 - 1.0) * bound)
-                            .collect()
-                    }
+            None => match init {
+                Init::Zeros => vec![0.0; n],
+                Init::Ones => vec![1.0; n],
+                Init::Fan(fan_in) => {
+                    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                    (0..n)
+                        .map(|_| (self.next_uniform() * 2.0 - 1.0) * bound)
+                        .collect()
                 }
-            }
+            },
         };
         let t = Tensor::<D>::from_data(TensorData::new(data, shape), (&self.device, dtype));
         let mut p = Param::from_tensor(t);

@@ -66,6 +66,7 @@ pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
 }
 
 fn map_file(path: &Path) -> Result<Bytes> {
+    crate::io::check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len < 8 {
@@ -88,6 +89,7 @@ fn index_file(
     prefix: &str,
 ) -> Result<BTreeMap<String, RawInfo>> {
     SafeTensors::deserialize(bytes).map_err(|e| corrupt(path, e.to_string()))?;
+    crate::io::tensors::check_unique_keys(bytes).map_err(|m| corrupt(path, m))?;
     let (header, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| corrupt(path, e.to_string()))?;
     let base = 8 + header;
@@ -174,7 +176,7 @@ impl WeightStore {
         if !name.ends_with(".index.json") {
             return Self::from_file_prefixed(path, "", layout);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::read_text(path)?;
         let map = index_weight_map(&text, path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut shards: BTreeMap<String, Vec<String>> = BTreeMap::new();

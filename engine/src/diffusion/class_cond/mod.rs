@@ -160,7 +160,7 @@ impl DiffusionConfig {
                 )));
             }
         };
-        Ok(Self {
+        let c = Self {
             family,
             arch,
             model_name: None,
@@ -169,20 +169,27 @@ impl DiffusionConfig {
             default_sampler: sampler,
             default_steps: steps,
             default_cfg: cfg,
-        })
+        };
+        c.validate()?;
+        Ok(c)
     }
 
     /// `config.json`: `{"model_name": <registered>}` (Hugging Face repos), or
     /// `{"kind": "uvit"|"usit"|"dit", "model_config_full"|"model_config": {...}}` with optional
     /// `scaling_factor` and `autoencoder` (a DC-AE preset name or a folder relative to the file).
     pub fn from_file(path: &Path) -> Result<Self> {
+        let text = crate::io::read_text(path)?;
+        Self::from_json_str(&text, path)
+    }
+
+    /// [`Self::from_file`] on text; `path` names it in errors.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
         let cfg_err = |m: String| Error::Config {
             path: path.to_path_buf(),
             message: m,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| cfg_err(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| cfg_err(e.to_string()))?;
         if let Some(name) = v.get("model_name").and_then(|n| n.as_str()) {
             return Self::from_model_name(name);
         }
@@ -196,13 +203,82 @@ impl DiffusionConfig {
             .cloned()
             .ok_or_else(|| cfg_err(format!("kind `{kind}` needs `model_config`")))?;
         let mut c = Self::explicit(kind, mc)?;
-        if let Some(s) = v.get("scaling_factor").and_then(|s| s.as_f64()) {
-            c.scaling_factor = Some(s);
+        if let Some(s) = v.get("scaling_factor") {
+            match s.as_f64() {
+                // 0 or a huge value silently decodes to a flat (black) image.
+                Some(s) if s.is_finite() && s > 1e-6 && s < 1e6 => c.scaling_factor = Some(s),
+                _ => {
+                    return Err(cfg_err(format!(
+                        "scaling_factor {s}: give a positive number (latents are AE.encode(x) * scaling_factor)"
+                    )));
+                }
+            }
         }
         if let Some(a) = v.get("autoencoder").and_then(|s| s.as_str()) {
             c.autoencoder = Some(a.to_string());
         }
         Ok(c)
+    }
+
+    /// Sizes that fit together: every size positive, the patch dividing the latent side, the
+    /// heads dividing the width, the MLP ratio a positive number. (Parameter memory is the
+    /// builder's check.)
+    pub fn validate(&self) -> Result<()> {
+        let (input, patch, chans, hidden, depth, heads, ratio, classes, eps) = match &self.arch {
+            Arch::UViT(u) => (
+                u.input_size,
+                u.patch_size,
+                u.in_channels,
+                u.hidden_size,
+                u.depth,
+                u.num_heads,
+                u.mlp_ratio,
+                u.num_classes,
+                u.layernorm_eps,
+            ),
+            Arch::DiT(d) => (
+                d.input_size,
+                d.patch_size,
+                d.in_channels,
+                d.hidden_size,
+                d.depth,
+                d.num_heads,
+                d.mlp_ratio,
+                d.num_classes,
+                d.layernorm_eps,
+            ),
+        };
+        let bad = |m: String| Err(Error::Unsupported(format!("model_config: {m}")));
+        for (name, v, hi) in [
+            ("input_size", input, 4096),
+            ("patch_size", patch, 64),
+            ("in_channels", chans, 65536),
+            ("hidden_size", hidden, 65536),
+            ("depth", depth, 1024),
+            ("num_heads", heads, 1024),
+            ("num_classes", classes, 1 << 20),
+        ] {
+            if !(1..=hi).contains(&v) {
+                return bad(format!("{name} = {v}: give 1..={hi}"));
+            }
+        }
+        if !input.is_multiple_of(patch) {
+            return bad(format!(
+                "patch_size {patch} does not divide input_size {input}"
+            ));
+        }
+        if !hidden.is_multiple_of(heads) {
+            return bad(format!(
+                "num_heads {heads} does not divide hidden_size {hidden}"
+            ));
+        }
+        if !(ratio.is_finite() && ratio > 0.0 && ratio <= 64.0) {
+            return bad(format!("mlp_ratio = {ratio}: give a number in (0, 64]"));
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            return bad(format!("layernorm_eps = {eps}: give a positive number"));
+        }
+        Ok(())
     }
 
     /// `[C, H, W]` of one latent.
