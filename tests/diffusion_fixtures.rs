@@ -162,6 +162,143 @@ fn model_case(dir: &Path, cfg: &serde_json::Value, device: &Device) -> Report {
     rep
 }
 
+/// Compares every `output` / `inter.*` / `hidden.*` tensor of `expected.safetensors` with what
+/// the run produced.
+fn compare_all(rep: &mut Report, dir: &Path, produced: &BTreeMap<String, Vec<f32>>, atol: f64) {
+    let expected = TensorFile::open(&dir.join("expected.safetensors")).unwrap();
+    for key in expected.keys() {
+        let want = expected.tensor(&key).unwrap();
+        match produced.get(&key) {
+            Some(got) => rep.check(&key, got, &want.data, atol),
+            None => rep.failures.push(format!("{key}: not produced")),
+        }
+    }
+}
+
+fn taps_map(taps: Taps) -> BTreeMap<String, Vec<f32>> {
+    taps.into_entries()
+        .into_iter()
+        .map(|(k, t)| (k, t.into_data().try_to_vec::<f32>().unwrap()))
+        .collect()
+}
+
+/// `kind: sana_transformer`: diffusers' `SanaTransformer2DModel.forward` (plain or Sprint).
+fn sana_case(dir: &Path, cfg: &serde_json::Value, device: &Device) -> Report {
+    use dcae::diffusion::sana::{SanaConfig, SanaInput, SanaModel};
+    let mut rep = Report::default();
+    let atol = atol_of(cfg);
+    let config = match SanaConfig::from_json_str(&cfg["model_config"].to_string()) {
+        Ok(c) => c,
+        Err(e) => {
+            rep.failures.push(format!("config: {e}"));
+            return rep;
+        }
+    };
+    let model = match SanaModel::load_weights(
+        config,
+        &dir.join("model.safetensors"),
+        device,
+        Precision::F32,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            rep.failures.push(format!("load: {e}"));
+            return rep;
+        }
+    };
+    let inp = dir.join("inputs.safetensors");
+    let inputs = TensorFile::open(&inp).unwrap();
+    let t = |k: &str| inputs.tensor(k).unwrap();
+    let x = t("hidden_states");
+    let ctx = t("encoder_hidden_states");
+    let mask: Vec<f32> = read_ints(&inp, "encoder_attention_mask")
+        .iter()
+        .map(|&m| m as f32)
+        .collect();
+    let timestep = t("timestep").data;
+    let guidance = inputs
+        .keys()
+        .iter()
+        .any(|k| k == "guidance")
+        .then(|| t("guidance").data);
+    let (xs, cs) = (&x.shape, &ctx.shape);
+    let input = SanaInput {
+        timestep: &timestep,
+        guidance: guidance.as_deref(),
+        caption: Tensor::from_data(
+            TensorData::new(ctx.data.clone(), [cs[0], cs[1], cs[2]]),
+            device,
+        ),
+        mask: Tensor::from_data(TensorData::new(mask, [cs[0], cs[1]]), device),
+        pag: None,
+    };
+    let xt = Tensor::<4>::from_data(
+        TensorData::new(x.data.clone(), [xs[0], xs[1], xs[2], xs[3]]),
+        device,
+    );
+    let mut taps = Taps::on();
+    let out = match model.forward(xt, input, None, &mut taps) {
+        Ok(o) => o,
+        Err(e) => {
+            rep.failures.push(format!("forward: {e}"));
+            return rep;
+        }
+    };
+    let mut produced = taps_map(taps);
+    produced.insert(
+        "output".into(),
+        out.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    compare_all(&mut rep, dir, &produced, atol);
+    rep
+}
+
+/// `kind: gemma2_text_encoder`: transformers' `Gemma2Model.forward` (eager attention).
+fn gemma_case(dir: &Path, cfg: &serde_json::Value, device: &Device) -> Report {
+    use dcae::text::{Gemma2, Gemma2Config};
+    let mut rep = Report::default();
+    let atol = atol_of(cfg);
+    let config = match Gemma2Config::from_json_str(&cfg["model_config"].to_string()) {
+        Ok(c) => c,
+        Err(e) => {
+            rep.failures.push(format!("config: {e}"));
+            return rep;
+        }
+    };
+    let model = match Gemma2::load_weights(
+        config,
+        &dir.join("model.safetensors"),
+        device,
+        Precision::F32,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            rep.failures.push(format!("load: {e}"));
+            return rep;
+        }
+    };
+    let inp = dir.join("inputs.safetensors");
+    let ids = read_ints(&inp, "input_ids");
+    let mask = read_ints(&inp, "attention_mask");
+    let bytes = std::fs::read(&inp).unwrap();
+    let shape = SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensor("input_ids")
+        .unwrap()
+        .shape()
+        .to_vec();
+    let mut taps = Taps::on();
+    match model.forward(&ids, &mask, shape[0], shape[1], &mut taps) {
+        Ok(_) => {}
+        Err(e) => {
+            rep.failures.push(format!("forward: {e}"));
+            return rep;
+        }
+    }
+    compare_all(&mut rep, dir, &taps_map(taps), atol);
+    rep
+}
+
 /// The fixtures' analytic stand-in network (fixtures README): `out = A x + (B0 + B1 s) E` with
 /// `s = tau / tau_scale` and E the branch's tensor for item `row mod B`; DiT appends
 /// `v = 0.5 tanh(x) + 0.4 (1 - 2 s)`.
@@ -278,11 +415,16 @@ fn sampler_case(
         variance: which == "dit_ddpm" || which == "dit_ddim",
         device: device.cloned(),
     };
+    // Sana's cases go through the text-model guidance (`[uncond, cond]` batch, no uncond
+    // pass at cfg <= 1), as the text-to-image pipeline runs them.
     let cond = Conditioning {
         labels,
         null_class: null,
         cfg: cfg_scale,
         chw,
+        text: which
+            .starts_with("sana")
+            .then_some(sampler::TextGuidance { pag: 0.0 }),
     };
     for steps in cfg["steps"].as_array().unwrap() {
         let n = steps.as_u64().unwrap() as usize;
@@ -533,11 +675,6 @@ const SAMPLERS: [&str; 7] = [
     "sana_flow_euler",
 ];
 
-/// Fixture kinds the engine does not implement yet (text-to-image: Sana and its Gemma-2 text
-/// encoder). Any other kind the runner does not know is a failure, so a new case in the
-/// fixture folders is never skipped silently.
-const NOT_YET: [&str; 2] = ["sana_transformer", "gemma2_text_encoder"];
-
 /// Runs every case the engine covers on `device`. Sampler arithmetic is host f32 on every
 /// backend; with `device_standin` the stand-in network itself runs on the device, as a real
 /// network does, so the device round trip of each evaluation is exercised too.
@@ -567,13 +704,10 @@ fn run_all(device: &Device, label: &str, device_standin: bool) {
                 );
                 sampler_case(dir, &cfg, which, device_standin.then_some(device))
             }
-            other if NOT_YET.contains(&other) => {
-                println!("[{label}] skip {name}: kind `{other}` (text-to-image) is not built yet");
-                continue;
-            }
-            other => panic!(
-                "{name}: unknown fixture kind `{other}`; add it to the runner (or to NOT_YET with a reason)"
-            ),
+            "sana_transformer" => sana_case(dir, &cfg, device),
+            "gemma2_text_encoder" => gemma_case(dir, &cfg, device),
+            // A new case in the fixture folders is never skipped silently.
+            other => panic!("{name}: unknown fixture kind `{other}`; add it to the runner"),
         };
         ran += 1;
         let worst = rep
@@ -605,11 +739,7 @@ fn run_all(device: &Device, label: &str, device_standin: bool) {
             failed.push(name.to_string());
         }
     }
-    assert!(
-        ran > 0,
-        "no class-conditional diffusion case found under {}",
-        root.display()
-    );
+    assert!(ran > 0, "no diffusion case found under {}", root.display());
     assert!(failed.is_empty(), "failed cases: {failed:?}");
 }
 

@@ -1,6 +1,7 @@
 //! Mutation fuzzing of every parser that reads user files: safetensors headers and the strict
 //! weight loader, model config.json (DC-AE and diffusion), the settings a PNG carries (the PNG
-//! itself and its JSON), latent files and TOML run files. A small mutator of our own (bit flips,
+//! itself and its JSON), latent files and TOML run files; and the text-to-image side: Sana and
+//! Gemma-2 configs, generation settings, `tokenizer.json` and the pipeline folder loader. A small mutator of our own (bit flips,
 //! interesting bytes and numbers, cuts, splices, duplicated spans) runs over valid seed files;
 //! every input must give `Ok` or a clean error: a panic fails the test and leaves the input in
 //! the temp folder to reproduce it.
@@ -347,8 +348,130 @@ fn parsers_never_panic_on_mutated_files() {
         .is_ok()
     });
     let _ = std::fs::remove_dir_all(&dir);
-    println!("fuzz: {count} parser inputs + {loads} model loads in all");
+    let text = text_to_image_inputs(n);
+    println!(
+        "fuzz: {count} parser inputs + {text} text-to-image inputs + {loads} model loads in all"
+    );
     assert_eq!(count, n);
+}
+
+/// The text-to-image side: transformer and text-encoder configs, the settings a generated PNG
+/// carries, the tokenizer file (slower: a 22 KB JSON each) and the pipeline folder loader.
+fn text_to_image_inputs(n: usize) -> usize {
+    use dcae::diffusion::sana::SanaConfig;
+    use dcae::pipeline::text_to_image::{GENERATE_KEY, SanaFolder, TextToImage};
+    use dcae::text::{Gemma2Config, TextTokenizer};
+    let model_config = |c: &str| -> Vec<u8> {
+        let t =
+            std::fs::read_to_string(shared().join(format!("fixtures/diffusion/{c}/config.json")))
+                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        v["model_config"].to_string().into_bytes()
+    };
+    let per = (n / 20).max(100);
+    let mut count = 0;
+    let sana = vec![
+        model_config("sana-tiny"),
+        model_config("sana-sprint-tiny"),
+        dcae::diffusion::sana::preset("Sana_1600M_4Kpx_BF16")
+            .unwrap()
+            .config
+            .to_diffusers_json()
+            .to_string()
+            .into_bytes(),
+    ];
+    count += fuzz("sana-config", &sana, usize::MAX, per, &|b| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|t| SanaConfig::from_json_str(t).ok())
+            .is_some_and(|c| c.inner_dim() > 0 && c.ff_hidden() > 0)
+    });
+    count += fuzz(
+        "gemma-config",
+        &[model_config("gemma2-tiny")],
+        usize::MAX,
+        per,
+        &|b| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|t| Gemma2Config::from_json_str(t).ok())
+                .is_some_and(|c| c.rope_theta() > 0.0)
+        },
+    );
+    let settings = serde_json::json!({
+        "model": "/m", "revision": null, "variant": "bf16", "prompt": "a cat", "negative": "",
+        "steps": 20, "cfg": 4.5, "pag": 3.0, "pag_blocks": [0], "sampler": "flow-dpm",
+        "flow_shift": 3.0, "width": 1024, "height": 768, "binning": true, "seed": 1, "batch": 1,
+        "prompt_options": {"chi": true, "keep_case": false, "max_sequence_length": 300},
+        "backend": "cpu", "precision": "bf16", "dcae_version": "0.1.0"
+    })
+    .to_string();
+    assert!(TextToImage::from_json(serde_json::from_str(&settings).unwrap()).is_ok());
+    let png = png_with_text(&[40u8; 4 * 4 * 3], 4, 4, GENERATE_KEY, &settings).unwrap();
+    count += fuzz(
+        "t2i-settings",
+        &[png, settings.into_bytes()],
+        usize::MAX,
+        per,
+        &|b| {
+            let json = if b.starts_with(b"\x89PNG") {
+                png_text(b.to_vec(), Path::new("fuzz.png"), GENERATE_KEY).ok()
+            } else {
+                std::str::from_utf8(b).ok().map(str::to_string)
+            };
+            json.and_then(|t| serde_json::from_str(&t).ok())
+                .and_then(|v| TextToImage::from_json(v).ok())
+                .is_some_and(|s| s.validate().is_ok())
+        },
+    );
+    let tok = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.json"),
+    )
+    .unwrap();
+    count += fuzz("tokenizer", &[tok], usize::MAX, (n / 500).max(100), &|b| {
+        TextTokenizer::from_bytes(b)
+            .and_then(|t| t.encode("A cat 🐱, naïve"))
+            .is_ok()
+    });
+    // The pipeline folder: a mutated model_index.json / scheduler config in a folder that has
+    // every component.
+    let dir = std::env::temp_dir().join(format!("dcae-fuzz-pipe-{}", std::process::id()));
+    for c in [
+        "text_encoder",
+        "tokenizer",
+        "transformer",
+        "vae",
+        "scheduler",
+    ] {
+        std::fs::create_dir_all(dir.join(c)).unwrap();
+    }
+    let index = br#"{"_class_name": "SanaPipeline", "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "DPMSolverMultistepScheduler"]}"#
+        .to_vec();
+    let sched = br#"{"_class_name": "DPMSolverMultistepScheduler", "flow_shift": 3.0}"#.to_vec();
+    std::fs::write(dir.join("scheduler/scheduler_config.json"), &sched).unwrap();
+    let d = dir.clone();
+    count += fuzz(
+        "pipeline-folder",
+        &[index, sched],
+        usize::MAX,
+        (n / 1000).max(100),
+        &|b| {
+            let (a, bb) = if b.starts_with(br#"{"_class_name": "Sana"#) || b.contains(&b'P') {
+                (
+                    b,
+                    &b"{\"_class_name\": \"DPMSolverMultistepScheduler\"}"[..],
+                )
+            } else {
+                (&b"{\"_class_name\": \"SanaPipeline\"}"[..], b)
+            };
+            std::fs::write(d.join("model_index.json"), a).unwrap();
+            std::fs::write(d.join("scheduler/scheduler_config.json"), bb).unwrap();
+            SanaFolder::open(&d, None).is_ok()
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    count
 }
 
 /// The seeds themselves are accepted (so the fuzzing starts from valid files).

@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// SD-VAE-f8 latent (64x64x4, patch 2), random weights; prints the ratio.
     #[arg(long, conflicts_with_all = ["model", "preset"])]
     diffusion: bool,
+    /// Text-to-image mode: one Sana 600M and 1.6B transformer step at 1024² (batch 2, CFG) and
+    /// a Gemma-2-2B encode of 300 tokens, random weights.
+    #[arg(long, conflicts_with_all = ["model", "preset", "diffusion"])]
+    text_to_image: bool,
 }
 
 struct Row {
@@ -48,6 +52,9 @@ struct Row {
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
+    if a.text_to_image {
+        return crate::bench_text::run(a.backend, a.precision, a.runs, a.json);
+    }
     if a.diffusion {
         return crate::bench_diffusion::run(a.backend, a.precision, a.runs, a.batch, a.json);
     }

@@ -32,6 +32,13 @@ pub struct DownloadArgs {
     /// the repo such as `transformer/config.json`; an `*.index.json` brings its shards).
     #[arg(long = "file", conflicts_with = "list")]
     files: Vec<String>,
+    /// Download a diffusers text-to-image pipeline (model_index.json + its components); the
+    /// official Sana repos are recognised without it.
+    #[arg(long, conflicts_with_all = ["list", "files"])]
+    pipeline: bool,
+    /// Pipeline weight variant (bf16, fp16); only that variant's files are fetched.
+    #[arg(long, conflicts_with_all = ["list", "files"])]
+    variant: Option<String>,
 }
 
 pub fn run(args: &DownloadArgs) -> Result<()> {
@@ -82,7 +89,17 @@ pub fn run(args: &DownloadArgs) -> Result<()> {
         }
         pb.set_position(done);
     };
-    let result = if args.files.is_empty() {
+    let pipeline =
+        args.pipeline || args.variant.is_some() || dcae::diffusion::sana::preset(&repo).is_some();
+    let result = if pipeline {
+        hub::download_pipeline(
+            &repo,
+            &opts,
+            args.variant.as_deref(),
+            &mut progress,
+            &cancel,
+        )
+    } else if args.files.is_empty() {
         hub::download_model(&repo, &opts, &mut progress, &cancel)
     } else {
         let files: Vec<&str> = args.files.iter().map(String::as_str).collect();

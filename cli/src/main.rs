@@ -2,7 +2,9 @@
 
 mod bench;
 mod bench_diffusion;
+mod bench_text;
 mod download;
+mod generate;
 mod sample;
 mod train;
 
@@ -171,6 +173,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Class-conditional sampling with a UViT / DiT / USiT model, decoded to a PNG grid.
     Sample(sample::SampleArgs),
+    /// Text-to-image with a Sana pipeline (folder or repo id), written as a PNG.
+    Generate(generate::GenerateArgs),
     /// Download an official checkpoint (or any DC-AE repo) from the Hugging Face hub into its
     /// cache and print the model folder.
     Download(download::DownloadArgs),
@@ -207,6 +211,7 @@ fn main() {
         } => reconstruct(&common, &image, &output, fit),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Sample(args) => sample::run(&args),
+        Cmd::Generate(args) => generate::run(&args),
         Cmd::Info { backend } => info(backend),
         Cmd::Download(args) => download::run(&args),
         Cmd::Train {

@@ -409,3 +409,142 @@ fn validate_dcae(dir: &Path) -> Result<()> {
         }
     }
 }
+
+/// The files of a diffusers Sana pipeline repo for one precision `variant` (`None`: the plain
+/// names), in the order they are looked up: per component its config, then the weights —
+/// `<stem>.safetensors.index[.<v>].json` (its shards follow) before `<stem>[.<v>].safetensors`.
+/// The tokenizer needs `tokenizer.json` only.
+fn pipeline_candidates(variant: Option<&str>) -> Vec<(String, Vec<String>)> {
+    let weights = |dir: &str, stem: &str| -> Vec<String> {
+        match variant {
+            Some(v) => vec![
+                format!("{dir}/{stem}.safetensors.index.{v}.json"),
+                format!("{dir}/{stem}.{v}.safetensors"),
+            ],
+            None => vec![
+                format!("{dir}/{stem}.safetensors.index.json"),
+                format!("{dir}/{stem}.safetensors"),
+            ],
+        }
+    };
+    vec![
+        ("model_index.json".into(), vec!["model_index.json".into()]),
+        (
+            "scheduler".into(),
+            vec!["scheduler/scheduler_config.json".into()],
+        ),
+        ("tokenizer".into(), vec!["tokenizer/tokenizer.json".into()]),
+        (
+            "text_encoder config".into(),
+            vec!["text_encoder/config.json".into()],
+        ),
+        ("text_encoder".into(), weights("text_encoder", "model")),
+        (
+            "transformer config".into(),
+            vec!["transformer/config.json".into()],
+        ),
+        (
+            "transformer".into(),
+            weights("transformer", "diffusion_pytorch_model"),
+        ),
+        ("vae config".into(), vec!["vae/config.json".into()]),
+        ("vae".into(), weights("vae", "diffusion_pytorch_model")),
+    ]
+}
+
+/// Downloads one variant of a diffusers Sana pipeline repo (`Efficient-Large-Model/
+/// Sana_1600M_1024px_diffusers`, ...): `model_index.json`, the scheduler config, the tokenizer,
+/// and config + weights of the text encoder, transformer and VAE — the index json and its
+/// shards where the repo has one (a stale single file beside it is not fetched), only the
+/// variant asked for. Streams with progress, checks every sha256, pins every file to the
+/// commit of the first. Returns the snapshot folder.
+pub fn download_pipeline(
+    repo: &str,
+    opts: &HubOptions,
+    variant: Option<&str>,
+    progress: &mut dyn Progress,
+    cancel: &Cancel,
+) -> Result<PathBuf> {
+    let repo_id = resolve_repo(repo)?;
+    check_revision(&opts.revision)?;
+    if let Some(v) = variant
+        && !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::Input(format!(
+            "variant `{v}`: give a name like bf16 or fp16"
+        )));
+    }
+    let candidates = pipeline_candidates(variant);
+    if let Some(dir) = cached_pipeline_at(&RepoCache::new(&repo_id, opts), &opts.revision, variant)
+    {
+        return Ok(dir);
+    }
+    cancel.check()?;
+    let client = Client::new(&repo_id, opts);
+    let index = client
+        .head(&opts.revision, "model_index.json")?
+        .ok_or_else(|| Error::Download {
+            url: client.url(&opts.revision, "model_index.json"),
+            message: "HTTP 404: no model_index.json (not a diffusers pipeline repo)".into(),
+        })?;
+    let commit = index.commit.clone();
+    let mut files: Vec<String> = Vec::new();
+    for (what, options) in &candidates[1..] {
+        cancel.check()?;
+        let mut found = None;
+        for f in options {
+            if client.head(&commit, f)?.is_some() {
+                found = Some(f.clone());
+                break;
+            }
+        }
+        let f = found.ok_or_else(|| Error::Download {
+            url: client.url(&commit, &options[0]),
+            message: format!(
+                "HTTP 404: the repo has no {what} ({}) at commit {commit}{}",
+                options.join(" or "),
+                variant
+                    .map(|v| format!("; is there a `{v}` variant?"))
+                    .unwrap_or_default()
+            ),
+        })?;
+        files.push(f);
+    }
+    let mut pinned = opts.clone();
+    pinned.revision = commit.clone();
+    let mut all: Vec<&str> = vec!["model_index.json"];
+    all.extend(files.iter().map(String::as_str));
+    let dir = download_files(&repo_id, &pinned, &all, progress, cancel)?;
+    // The ref the user asked for points at the commit the files came from.
+    RepoCache::new(&repo_id, opts).write_ref(&commit)?;
+    Ok(dir)
+}
+
+/// The snapshot folder of a complete pipeline download (as [`download_pipeline`] fetches it)
+/// at `opts.revision`, without any request.
+pub fn cached_pipeline(
+    repo: &str,
+    opts: &HubOptions,
+    variant: Option<&str>,
+) -> Result<Option<PathBuf>> {
+    let repo_id = resolve_repo(repo)?;
+    check_revision(&opts.revision)?;
+    Ok(cached_pipeline_at(
+        &RepoCache::new(&repo_id, opts),
+        &opts.revision,
+        variant,
+    ))
+}
+
+fn cached_pipeline_at(cache: &RepoCache, revision: &str, variant: Option<&str>) -> Option<PathBuf> {
+    let commit = cache.commit_of(revision)?;
+    let mut files = Vec::new();
+    for (_, options) in pipeline_candidates(variant) {
+        let f = options
+            .into_iter()
+            .find(|f| cache.cached_file(&commit, f).is_some())?;
+        files.push(f);
+    }
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    cached_snapshot(cache, &commit, &refs)
+}

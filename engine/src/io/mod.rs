@@ -40,6 +40,17 @@ pub fn read_text(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// Reads a config file with [`read_text`] and parses it; a parse error names the file.
+pub fn read_config<T, E: std::fmt::Display>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> std::result::Result<T, E>,
+) -> Result<T> {
+    parse(&read_text(path)?).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Refuses paths that are not regular files (devices, FIFOs, folders) before they are read
 /// whole.
 pub fn check_regular_file(path: &Path) -> Result<()> {

@@ -260,6 +260,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Number of tensor elements a safetensors file declares, from its header alone (the file's
+/// data is not read: memory plans of multi-GB checkpoints cost a few KB of I/O).
+pub fn header_elements(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let bad = |m: String| Error::CorruptWeights {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100 << 20 {
+        return Err(bad(format!("header of {n} bytes (over 100 MiB)")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|_| bad("truncated header".into()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("header is not a JSON object".into()))?;
+    let mut total = 0u64;
+    for (k, t) in obj {
+        if k == "__metadata__" {
+            continue;
+        }
+        let shape = t["shape"]
+            .as_array()
+            .ok_or_else(|| bad(format!("`{k}` has no shape")))?;
+        let mut e = 1u64;
+        for d in shape {
+            e = e.saturating_mul(d.as_u64().ok_or_else(|| bad(format!("`{k}` shape")))?);
+        }
+        total = total.saturating_add(e);
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

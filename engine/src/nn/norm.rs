@@ -142,3 +142,42 @@ impl LayerNorm {
         y.cast(dtype)
     }
 }
+
+/// RMSNorm over the last dimension, statistic in f32: `x / sqrt(mean(x^2) + eps) * (offset + w)`.
+/// `offset` is 0 for diffusers' `RMSNorm` (Sana's caption and q/k norms) and 1 for Gemma's
+/// zero-centred weights.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+    pub offset: f64,
+}
+
+impl RmsNorm {
+    pub fn build(b: &mut Builder, key: &str, dim: usize, eps: f64, offset: f64) -> Result<Self> {
+        let init = if offset == 0.0 {
+            Init::Ones
+        } else {
+            Init::Zeros
+        };
+        Ok(Self {
+            weight: b.param_f32(&format!("{key}.weight"), [dim], init)?,
+            eps,
+            offset,
+        })
+    }
+
+    /// # Shapes
+    /// `[..., D] -> [..., D]`
+    pub fn forward<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
+        let dtype = x.dtype();
+        let d = self.weight.dims()[0];
+        let xf = x.cast(DType::F32);
+        let ms = xf.clone().powi_scalar(2).mean_dim(N - 1);
+        let y = xf * (ms + self.eps).sqrt().recip();
+        let mut shape = [1; N];
+        shape[N - 1] = d;
+        let w = self.weight.val().reshape(shape) + self.offset;
+        (y * w).cast(dtype)
+    }
+}

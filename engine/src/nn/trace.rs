@@ -29,6 +29,11 @@ impl<const D: usize> Trace<D> {
         }
     }
 
+    /// Whether activations are being recorded (to skip building a view nobody keeps).
+    pub(crate) fn is_on(&self) -> bool {
+        self.entries.is_some()
+    }
+
     /// Records `t` under the name `name()` builds (only called when the trace is on).
     pub(crate) fn record(&mut self, name: impl FnOnce() -> String, t: &Tensor<D>) {
         if let Some(e) = self.entries.as_mut() {

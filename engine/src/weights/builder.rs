@@ -180,7 +180,9 @@ impl<'a> Builder<'a> {
             .ok_or_else(|| {
                 crate::error::Error::Unsupported(format!("`{key}` {shape:?} is too large"))
             })?;
-        self.bytes = self.bytes.saturating_add(n as u64 * 4);
+        // What the parameter holds on the device (bf16 weights take half of f32's).
+        let elem = if dtype == DType::F32 { 4 } else { 2 };
+        self.bytes = self.bytes.saturating_add(n as u64 * elem);
         if crate::limits::enforced() && self.bytes > self.budget {
             return Err(crate::error::Error::TooLarge {
                 what: format!("the model's parameters (at `{key}`)"),

@@ -4,9 +4,11 @@
 //! named parameters ([`builder`]).
 
 pub mod builder;
+pub mod export;
 pub mod remap;
 pub mod store;
 
 pub use builder::{Builder, Init, Precision, check_precision, param_id};
+pub use export::write_module;
 pub use remap::{KeyLayout, efficientvit_to_canonical};
-pub use store::{RawTensor, WeightStore, component_weights};
+pub use store::{RawTensor, WeightStore, component_weights, component_weights_variant};

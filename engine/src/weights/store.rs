@@ -144,6 +144,42 @@ pub fn component_weights(dir: &Path, stem: &str) -> Option<PathBuf> {
     single.is_file().then_some(single)
 }
 
+/// The weights of a diffusers / transformers component folder in a precision variant
+/// (`fp16`, `bf16`; the name only — the dtypes are read from each header):
+/// `<stem>.safetensors.index.<v>.json` or `<stem>.<v>.safetensors`. Without a variant: the
+/// plain files when present, else the one variant the folder holds (a download of only
+/// `--variant bf16`). An index always wins over a single file beside it.
+pub fn component_weights_variant(dir: &Path, stem: &str, variant: Option<&str>) -> Result<PathBuf> {
+    let of = |v: &str| {
+        let index = dir.join(format!("{stem}.safetensors.index.{v}.json"));
+        let single = dir.join(format!("{stem}.{v}.safetensors"));
+        if index.is_file() {
+            Some(index)
+        } else {
+            single.is_file().then_some(single)
+        }
+    };
+    let found = match variant {
+        Some(v) => of(v),
+        None => component_weights(dir, stem).or_else(|| {
+            let present: Vec<PathBuf> = ["bf16", "fp16", "fp32"]
+                .iter()
+                .filter_map(|v| of(v))
+                .collect();
+            (present.len() == 1).then(|| present[0].clone())
+        }),
+    };
+    found.ok_or_else(|| {
+        Error::MissingFile(format!(
+            "{}: no {stem}{} weights (.safetensors or .safetensors.index.json)",
+            dir.display(),
+            variant
+                .map(|v| format!(" `{v}` variant"))
+                .unwrap_or_default()
+        ))
+    })
+}
+
 impl WeightStore {
     /// Memory-maps and validates `path`; the key layout is detected (a DC-AE checkpoint).
     pub fn from_file(path: &Path) -> Result<Self> {

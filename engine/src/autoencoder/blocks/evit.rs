@@ -5,9 +5,9 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::glumbconv::GluMbConv;
 use super::lite_mla::LiteMla;
 use crate::error::Result;
+use crate::nn::GluMbConv;
 use crate::weights::Builder;
 
 #[derive(Module, Debug)]

@@ -1,8 +1,7 @@
 //! The blocks DC-AE stages are made of: residual blocks, EfficientViT blocks (LiteMLA +
-//! GLUMBConv) and the down/up-sampling blocks with residual autoencoding shortcuts.
+//! GLUMBConv, shared in `nn`) and the down/up-sampling blocks with residual autoencoding shortcuts.
 
 pub mod evit;
-pub mod glumbconv;
 pub mod lite_mla;
 pub mod resample;
 pub mod resblock;

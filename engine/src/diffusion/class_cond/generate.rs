@@ -47,6 +47,7 @@ pub fn generate(
         null_class: s.null_class,
         cfg: s.cfg,
         chw,
+        text: None,
     };
     let hooks = Hooks::new(progress, cancel);
     match s.sampler {

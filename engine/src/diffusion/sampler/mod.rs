@@ -7,11 +7,13 @@
 
 pub mod dit;
 pub mod flow;
+pub mod scm;
 pub mod sit;
 pub mod uvit;
 
 pub use dit::{DitLoop, dit_sample};
 pub use flow::{flow_dpm_solver, flow_euler};
+pub use scm::{SCM_SIGMA_DATA, scm_sample, scm_timesteps};
 pub use sit::{OdeMethod, sit_ode};
 pub use uvit::uvit_dpm_solver;
 
@@ -45,6 +47,31 @@ pub struct Conditioning {
     pub cfg: f32,
     /// `[C, H, W]` of one latent.
     pub chw: [usize; 3],
+    /// Text models' guidance (Sana), `None` for the class-conditional ones.
+    pub text: Option<TextGuidance>,
+}
+
+/// How diffusers' Sana pipelines guide: no unconditional pass at all when `cfg <= 1`
+/// (`do_classifier_free_guidance = guidance_scale > 1`), and perturbed-attention guidance.
+///
+/// Batch rows (labels): the unconditional rows (`null_class`) first when CFG is on, then the
+/// conditions, then — with PAG — the perturbed rows, labelled [`perturbed_label`] of their
+/// condition (the network runs identity self-attention in its PAG blocks for them).
+/// `eps = u + cfg (c - u) + pag (c - p)`, the terms of an absent branch dropped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextGuidance {
+    /// PAG scale; 0 = off.
+    pub pag: f32,
+}
+
+/// The label of the PAG-perturbed row of condition `label` (labels are >= 0).
+pub fn perturbed_label(label: i64) -> i64 {
+    -2 - label
+}
+
+/// The condition a perturbed label stands for, or `None` for a plain label.
+pub fn unperturbed(label: i64) -> Option<i64> {
+    (label <= -2).then_some(-2 - label)
 }
 
 impl Conditioning {
@@ -168,11 +195,74 @@ pub(crate) fn guided_velocity(
     tau: f32,
     rec: &mut Option<&mut Record>,
 ) -> Result<Vec<f32>> {
+    if let Some(tg) = cond.text {
+        return text_guided(net, cond, tg, x, tau, rec);
+    }
     let (b, chw) = (cond.batch(), cond.chw);
     let (c, u) = cfg_call(net, cond, x, tau, rec)?;
     let (c, u) = (first_channels(&c, b, chw), first_channels(&u, b, chw));
     Ok(u.iter()
         .zip(&c)
         .map(|(&uv, &cv)| uv + cond.cfg * (cv - uv))
+        .collect())
+}
+
+/// [`TextGuidance`]'s batch and combination, one network call per evaluation.
+fn text_guided(
+    net: &mut dyn Denoiser,
+    cond: &Conditioning,
+    tg: TextGuidance,
+    x: &[f32],
+    tau: f32,
+    rec: &mut Option<&mut Record>,
+) -> Result<Vec<f32>> {
+    let (b, chw) = (cond.batch(), cond.chw);
+    let cfg_on = cond.cfg > 1.0;
+    let pag_on = tg.pag > 0.0;
+    let mut labels = Vec::with_capacity(3 * b);
+    if cfg_on {
+        labels.extend(std::iter::repeat_n(cond.null_class, b));
+    }
+    labels.extend_from_slice(&cond.labels);
+    if pag_on {
+        labels.extend(cond.labels.iter().map(|&l| perturbed_label(l)));
+    }
+    let parts = labels.len() / b;
+    let mut xx = Vec::with_capacity(parts * x.len());
+    for _ in 0..parts {
+        xx.extend_from_slice(x);
+    }
+    let n = labels.len();
+    let out = net.eval(&xx, n, &vec![tau; n], &labels)?;
+    if out.is_empty() || out.len() % n != 0 {
+        return Err(Error::Input(format!(
+            "the network returned {} values for a batch of {n}",
+            out.len()
+        )));
+    }
+    if let Some(r) = rec.as_deref_mut() {
+        r.nfe_tau.push(tau);
+    }
+    let per_part = out.len() / parts;
+    let part = |k: usize| first_channels(&out[k * per_part..(k + 1) * per_part], b, chw);
+    let (u, c, p) = match (cfg_on, pag_on) {
+        (true, true) => (Some(part(0)), part(1), Some(part(2))),
+        (true, false) => (Some(part(0)), part(1), None),
+        (false, true) => (None, part(0), Some(part(1))),
+        (false, false) => (None, part(0), None),
+    };
+    let (s, g) = (cond.cfg, tg.pag);
+    Ok((0..c.len())
+        .map(|i| {
+            let ci = c[i];
+            let mut v = match &u {
+                Some(u) => u[i] + s * (ci - u[i]),
+                None => ci,
+            };
+            if let Some(p) = &p {
+                v += g * (ci - p[i]);
+            }
+            v
+        })
         .collect())
 }

@@ -1,6 +1,8 @@
-//! GLUMBConv: inverted 1x1 (C -> 8C, bias) -> SiLU -> depthwise 3x3 (bias) -> split into value
-//! and gate halves -> value * SiLU(gate) -> point 1x1 (4C -> C, no bias) -> RMSNorm, + input.
-//! diffusers `models/normalization.py`-era `GLUMBConv` (expand ratio 4), efficientvit `GLUMBConv`.
+//! GLUMBConv, the gated MBConv of DC-AE's EfficientViT blocks and of Sana's feed-forward:
+//! inverted 1x1 (C -> 2h, bias) -> SiLU -> depthwise 3x3 (bias) -> split into value and gate
+//! halves -> value * SiLU(gate) -> point 1x1 (h -> C, no bias), then (DC-AE) RMSNorm and the
+//! residual. diffusers `GLUMBConv` (DC-AE: expand 4, `rms_norm`, residual; Sana: expand
+//! `mlp_ratio`, no norm, no residual); efficientvit `GLUMBConv`.
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -16,12 +18,25 @@ pub struct GluMbConv {
     pub conv_inverted: Conv,
     pub conv_depth: Conv,
     pub conv_point: Conv,
-    pub norm: RmsNorm2d,
+    pub norm: Option<RmsNorm2d>,
+    pub residual: bool,
 }
 
 impl GluMbConv {
-    pub(crate) fn build(b: &mut Builder, key: &str, c: usize) -> Result<Self> {
-        let hidden = 4 * c;
+    /// DC-AE's: hidden `4c`, RMSNorm and the residual.
+    pub fn build(b: &mut Builder, key: &str, c: usize) -> Result<Self> {
+        Self::build_with(b, key, c, 4 * c, true)
+    }
+
+    /// `hidden` channels (`int(expand_ratio * c)`); `norm_residual` adds DC-AE's RMSNorm and
+    /// residual, Sana's feed-forward has neither.
+    pub fn build_with(
+        b: &mut Builder,
+        key: &str,
+        c: usize,
+        hidden: usize,
+        norm_residual: bool,
+    ) -> Result<Self> {
         Ok(Self {
             conv_inverted: Conv::build(
                 b,
@@ -38,7 +53,12 @@ impl GluMbConv {
                 &format!("{key}.conv_point"),
                 ConvSpec::new(hidden, c, 1).no_bias(),
             )?,
-            norm: RmsNorm2d::build(b, &format!("{key}.norm"), c)?,
+            norm: if norm_residual {
+                Some(RmsNorm2d::build(b, &format!("{key}.norm"), c)?)
+            } else {
+                None
+            },
+            residual: norm_residual,
         })
     }
 
@@ -51,6 +71,10 @@ impl GluMbConv {
         let value = h.clone().narrow(1, 0, hidden);
         let gate = silu(h.narrow(1, hidden, hidden));
         let h = self.conv_point.forward(value * gate);
-        self.norm.forward(h) + x
+        let h = match &self.norm {
+            Some(n) => n.forward(h),
+            None => h,
+        };
+        if self.residual { h + x } else { h }
     }
 }
