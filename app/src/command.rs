@@ -4,7 +4,8 @@
 
 use egui::{Key, KeyboardShortcut, Modifiers};
 
-use crate::settings::ViewMode;
+use crate::settings::{Tab, ViewMode};
+use crate::tasks::JobId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -28,11 +29,14 @@ pub enum Command {
     SaveSheet,
     TogglePresenter,
     ToggleFullscreen,
+    Tab(Tab),
+    AddGenModelFolder,
+    Generate,
 }
 
 impl Command {
     /// Every command, in the order the help overlay lists them.
-    pub const ALL: [Command; 23] = [
+    pub const ALL: [Command; 27] = [
         Command::OpenImages,
         Command::PasteImage,
         Command::AddModelFolder,
@@ -56,6 +60,10 @@ impl Command {
         Command::SaveSheet,
         Command::TogglePresenter,
         Command::ToggleFullscreen,
+        Command::Tab(Tab::Reconstruct),
+        Command::Tab(Tab::Generate),
+        Command::AddGenModelFolder,
+        Command::Generate,
     ];
 
     pub fn label(self) -> &'static str {
@@ -63,7 +71,7 @@ impl Command {
             Command::OpenImages => "Open images…",
             Command::PasteImage => "Paste image",
             Command::AddModelFolder => "Add model folder…",
-            Command::ReconstructAll => "Reconstruct",
+            Command::ReconstructAll => "Reconstruct all",
             Command::CancelAll => "Cancel",
             Command::View(v) => v.label(),
             Command::ZoomIn => "Zoom in",
@@ -80,6 +88,9 @@ impl Command {
             Command::SaveSheet => "Save comparison sheet…",
             Command::TogglePresenter => "Presenter mode",
             Command::ToggleFullscreen => "Fullscreen",
+            Command::Tab(t) => t.label(),
+            Command::AddGenModelFolder => "Add generation model folder…",
+            Command::Generate => "Generate",
         }
     }
 
@@ -98,6 +109,13 @@ impl Command {
             Command::NextModel => "Which model the difference and latent views show",
             Command::SaveSheet => "PNG grid of the original and every reconstruction with metrics",
             Command::TogglePresenter => "Fullscreen, large fonts, models pre-warmed",
+            Command::Tab(Tab::Reconstruct) => "Compare autoencoders on your images",
+            Command::Tab(Tab::Generate) => "Class-conditional and text-to-image sampling",
+            Command::AddGenModelFolder => {
+                "A class-conditional model folder (config.json + model.safetensors) or a Sana \
+                 pipeline folder (model_index.json)"
+            }
+            Command::Generate => "Queue a generation with these settings",
             _ => "",
         }
     }
@@ -129,6 +147,11 @@ impl Command {
             Command::SaveSheet => k(Modifiers::COMMAND | Modifiers::SHIFT, Key::S),
             Command::TogglePresenter => k(none, Key::F5),
             Command::ToggleFullscreen => k(none, Key::F11),
+            Command::Tab(Tab::Reconstruct) => k(Modifiers::COMMAND, Key::Num1),
+            Command::Tab(Tab::Generate) => k(Modifiers::COMMAND, Key::Num2),
+            Command::AddGenModelFolder => k(Modifiers::COMMAND | Modifiers::SHIFT, Key::M),
+            // Also while typing a prompt (see `shortcuts`).
+            Command::Generate => k(Modifiers::COMMAND, Key::Enter),
         }
     }
 
@@ -166,6 +189,19 @@ pub enum Action {
     /// Download this Hugging Face repo into the cache and add it.
     StartDownload(String),
     CancelDownload,
+    /// The Generate tab's model.
+    SelectGenModel(u64),
+    RemoveGenModel(u64),
+    /// Add or remove a class of the class-conditional form.
+    ToggleClass(i64),
+    /// Draw a fresh seed.
+    RandomSeed,
+    /// Cancel one generation job (queued or running).
+    CancelJob(JobId),
+    /// Move a queued job earlier (`true`) or later in the queue.
+    MoveJob(JobId, bool),
+    /// Show a gallery item large and restore its settings into the form.
+    RestoreGallery(usize),
 }
 
 #[cfg(test)]
@@ -201,6 +237,10 @@ mod tests {
                 Command::SaveSheet => 20,
                 Command::TogglePresenter => 21,
                 Command::ToggleFullscreen => 22,
+                Command::Tab(Tab::Reconstruct) => 23,
+                Command::Tab(Tab::Generate) => 24,
+                Command::AddGenModelFolder => 25,
+                Command::Generate => 26,
             };
             assert_eq!(pos, i, "{c:?}");
         }

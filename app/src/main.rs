@@ -1,10 +1,10 @@
-//! `dcae-app [IMAGE]...`: the reconstruction workbench.
+//! `dcae-app [IMAGE]...`: the workbench (Reconstruct and Generate tabs).
 
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::Parser;
-use dcae_app::settings::BackendChoice;
+use dcae_app::settings::{BackendChoice, Tab};
 use dcae_app::{Startup, Workbench};
 
 #[derive(Parser, Debug)]
@@ -19,6 +19,20 @@ struct Args {
     /// Extra model folders (config.json + safetensors), besides the embedded default.
     #[arg(long = "model")]
     models: Vec<PathBuf>,
+    /// Generation model folders: class-conditional (config.json + model.safetensors) or a
+    /// Sana pipeline (model_index.json).
+    #[arg(long = "gen-model")]
+    gen_models: Vec<PathBuf>,
+    /// Where generated images are kept (default: gallery/ in the app's data folder).
+    #[arg(long)]
+    gallery: Option<PathBuf>,
+    /// Tab to open on: reconstruct or generate.
+    #[arg(long, value_parser = parse_tab)]
+    tab: Option<Tab>,
+    /// Generate once with the first generation model's defaults as soon as it has loaded
+    /// (demos, screenshots).
+    #[arg(long)]
+    generate: bool,
     /// Compute backend: auto, cpu or wgpu.
     #[arg(long, value_parser = parse_backend)]
     backend: Option<BackendChoice>,
@@ -48,6 +62,14 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     }
 }
 
+fn parse_tab(s: &str) -> Result<Tab, String> {
+    match s {
+        "reconstruct" => Ok(Tab::Reconstruct),
+        "generate" => Ok(Tab::Generate),
+        o => Err(format!("unknown tab `{o}` (reconstruct, generate)")),
+    }
+}
+
 fn parse_size(s: &str) -> Result<(f32, f32), String> {
     let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
     let p = |v: &str| v.parse::<f32>().map_err(|e| e.to_string());
@@ -71,6 +93,10 @@ fn main() -> anyhow::Result<()> {
         screenshot: args.screenshot,
         fresh_settings: args.fresh,
         hide_timings: false,
+        gen_models: args.gen_models,
+        gallery: args.gallery,
+        tab: args.tab,
+        generate_on_load: args.generate,
     };
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

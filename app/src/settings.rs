@@ -84,6 +84,25 @@ impl ViewMode {
     }
 }
 
+/// The window's tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Tab {
+    #[default]
+    Reconstruct,
+    Generate,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 2] = [Tab::Reconstruct, Tab::Generate];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Tab::Reconstruct => "Reconstruct",
+            Tab::Generate => "Generate",
+        }
+    }
+}
+
 /// Persisted settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -102,6 +121,9 @@ pub struct Settings {
     pub last_dir: Option<PathBuf>,
     pub presenter_zoom: f32,
     pub dark: bool,
+    pub tab: Tab,
+    /// Generation model folders opened in earlier runs (reloaded at start).
+    pub gen_model_dirs: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -118,6 +140,8 @@ impl Default for Settings {
             last_dir: None,
             presenter_zoom: 1.6,
             dark: true,
+            tab: Tab::Reconstruct,
+            gen_model_dirs: Vec::new(),
         }
     }
 }

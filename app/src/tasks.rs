@@ -19,6 +19,8 @@ pub struct JobId(pub u64);
 pub enum JobKind {
     /// Reconstruction of an image (by id) with a model (by id).
     Reconstruct { image: u64, model: u64 },
+    /// A generation with a generation model (by id); each run is its own job.
+    Generate { model: u64 },
 }
 
 /// Where a job is.

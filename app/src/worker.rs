@@ -21,7 +21,9 @@ use dcae::{Backend, Cancel, DcAe, DcAeConfig, Precision};
 
 use crate::analysis::Latent;
 use crate::error::{JobError, JobErrorKind};
+use crate::generate::{GenModel, GenModelInfo, Generation, load_gen_model, run_generation};
 use crate::tasks::JobId;
+use dcae::pipeline::generation::GenerationSettings;
 
 /// The model compiled into the binary (trained by `configs/default-f32*.toml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../assets/models/default/config.json");
@@ -116,6 +118,22 @@ pub enum Job {
     Warm {
         model: u64,
     },
+    /// Loads a generation model folder (class-conditional or a Sana pipeline).
+    LoadGen {
+        model: u64,
+        dir: PathBuf,
+    },
+    UnloadGen {
+        model: u64,
+    },
+    /// Samples with a loaded generation model and saves the PNG into `gallery`.
+    Generate {
+        job: JobId,
+        model: u64,
+        settings: Box<GenerationSettings>,
+        gallery: PathBuf,
+        cancel: Cancel,
+    },
     /// Backend and LPIPS weights for everything that follows (models reload on a change).
     Configure {
         backend: Backend,
@@ -148,6 +166,19 @@ pub enum Reply {
     Lpips {
         job: JobId,
         value: std::result::Result<f64, String>,
+    },
+    GenLoaded {
+        model: u64,
+        result: std::result::Result<Box<GenModelInfo>, JobError>,
+    },
+    /// The current estimate of a generation job's first image, after a step.
+    GenPreview {
+        job: JobId,
+        image: Arc<image::RgbImage>,
+    },
+    Generated {
+        job: JobId,
+        result: std::result::Result<Box<Generation>, JobError>,
     },
     /// A note for the status line (backend chosen, LPIPS unavailable, ...).
     Note(String),
@@ -187,6 +218,7 @@ struct Worker {
     backend: Backend,
     device: Option<Device>,
     models: HashMap<u64, (ModelSource, DcAe)>,
+    gen_models: HashMap<u64, (PathBuf, GenModel)>,
     lpips_path: Option<PathBuf>,
     lpips: Option<std::result::Result<Lpips, String>>,
 }
@@ -197,6 +229,7 @@ impl Worker {
             backend: Backend::Cpu,
             device: None,
             models: HashMap::new(),
+            gen_models: HashMap::new(),
             lpips_path: None,
             lpips: None,
         }
@@ -221,6 +254,15 @@ impl Worker {
                             let result = self.load(id, &s);
                             send(Reply::Loaded { model: id, result });
                         }
+                        let dirs: Vec<(u64, PathBuf)> = self
+                            .gen_models
+                            .drain()
+                            .map(|(id, (d, _))| (id, d))
+                            .collect();
+                        for (id, d) in dirs {
+                            let result = self.load_gen(id, &d);
+                            send(Reply::GenLoaded { model: id, result });
+                        }
                     }
                     if lpips != self.lpips_path {
                         self.lpips_path = lpips;
@@ -235,6 +277,60 @@ impl Worker {
                 Job::Unload { model } => {
                     self.models.remove(&model);
                     true
+                }
+                Job::LoadGen { model, dir } => {
+                    let result = self.load_gen(model, &dir);
+                    send(Reply::GenLoaded { model, result })
+                }
+                Job::UnloadGen { model } => {
+                    self.gen_models.remove(&model);
+                    true
+                }
+                Job::Generate {
+                    job,
+                    model,
+                    settings,
+                    gallery,
+                    cancel,
+                } => {
+                    let result = match self.gen_models.get_mut(&model) {
+                        None => Err(JobError::new(
+                            JobErrorKind::Model,
+                            "the generation model is not loaded (it failed or was removed)",
+                        )),
+                        Some(_) if cancel.is_cancelled() => Err(JobError::cancelled()),
+                        Some((_, m)) => {
+                            let mut progress = |stage: &str, done: u64, total: u64| {
+                                let stage = match stage {
+                                    "encode" => "encode",
+                                    "sampling" => "sampling",
+                                    _ => "decode",
+                                };
+                                send(Reply::Progress {
+                                    job,
+                                    stage,
+                                    done,
+                                    total,
+                                });
+                            };
+                            let mut preview = |img: image::RgbImage| {
+                                send(Reply::GenPreview {
+                                    job,
+                                    image: Arc::new(img),
+                                });
+                            };
+                            run_generation(
+                                m,
+                                &settings,
+                                &gallery,
+                                &mut progress,
+                                &mut preview,
+                                &cancel,
+                            )
+                            .map(Box::new)
+                        }
+                    };
+                    send(Reply::Generated { job, result })
                 }
                 Job::Warm { model } => {
                     let t0 = Instant::now();
@@ -328,6 +424,27 @@ impl Worker {
         Ok(info)
     }
 
+    fn load_gen(
+        &mut self,
+        id: u64,
+        dir: &std::path::Path,
+    ) -> std::result::Result<Box<GenModelInfo>, JobError> {
+        let device = self
+            .device()
+            .map_err(|e| JobError::new(JobErrorKind::Device, format!("{e:#}")))?;
+        let photos: Vec<&[u8]> = crate::app::SAMPLES.iter().map(|(_, b)| *b).collect();
+        let backend = self.backend;
+        let (m, info) = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            load_gen_model(dir, &device, backend, &photos)
+        })) {
+            Ok(r) => r?,
+            // Loading runs engine code that may panic (a failed allocation): typed like the rest.
+            Err(p) => return Err(JobError::from_panic(p.as_ref())),
+        };
+        self.gen_models.insert(id, (dir.to_path_buf(), m));
+        Ok(Box::new(info))
+    }
+
     fn lpips(
         &mut self,
         a: &image::RgbImage,
@@ -370,7 +487,7 @@ impl Worker {
 
 /// Runs model work, turning an engine error or a panic (Burn's backends panic on failed
 /// allocations) into a typed [`JobError`].
-fn guarded<T>(f: impl FnOnce() -> dcae::Result<T>) -> std::result::Result<T, JobError> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> dcae::Result<T>) -> std::result::Result<T, JobError> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(JobError::from_engine(&e)),

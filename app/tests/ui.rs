@@ -69,6 +69,7 @@ fn startup(images: Vec<PathBuf>) -> Startup {
         screenshot: None,
         fresh_settings: true,
         hide_timings: true,
+        ..Startup::default()
     }
 }
 
@@ -196,6 +197,7 @@ fn embedded_default_model_reconstructs_the_sample() {
         screenshot: None,
         fresh_settings: true,
         hide_timings: true,
+        ..Startup::default()
     });
     wait_idle(&mut h);
     let id = h.state().model_ids()[0];

@@ -13,6 +13,16 @@ pub trait Progress {
     /// `done` of `total` units of `stage` are finished (`total` is 0 when unknown, e.g. a
     /// download whose size the server did not announce).
     fn update(&mut self, stage: &str, done: u64, total: u64);
+
+    /// Whether [`Progress::estimate`] is wanted: samplers only compute an estimate they do not
+    /// need themselves when it is.
+    fn wants_estimate(&self) -> bool {
+        false
+    }
+
+    /// A sampler's current estimate of the clean latent (as the network sees it, scaled;
+    /// rows of the batch first, then any guidance rows), after each step. Live previews.
+    fn estimate(&mut self, _latent: &[f32]) {}
 }
 
 impl<F: FnMut(&str, u64, u64)> Progress for F {

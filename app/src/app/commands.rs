@@ -28,6 +28,28 @@ impl Workbench {
                     d.cancel.cancel();
                 }
             }
+            Action::SelectGenModel(id) => {
+                if self.gen_tab.form.model != Some(id) {
+                    self.gen_tab.form.model = Some(id);
+                    if let Some(info) = self.gen_tab.model(id).and_then(|m| m.info()) {
+                        let defaults = info.defaults.clone();
+                        self.gen_tab.form.load(&defaults, false);
+                    }
+                }
+            }
+            Action::RemoveGenModel(id) => self.remove_gen_model(id),
+            Action::ToggleClass(k) => {
+                let c = &mut self.gen_tab.form.classes;
+                if let Some(i) = c.iter().position(|&x| x == k) {
+                    c.remove(i);
+                } else if c.len() < dcae::pipeline::class_to_image::MAX_IMAGES {
+                    c.push(k);
+                }
+            }
+            Action::RandomSeed => self.gen_tab.form.seed = super::gen_logic::random_seed(),
+            Action::CancelJob(job) => self.cancel_job(job),
+            Action::MoveJob(job, up) => self.gen_tab.move_queued(job, up),
+            Action::RestoreGallery(i) => self.restore_gallery(i),
         }
     }
 
@@ -47,10 +69,22 @@ impl Workbench {
                 self.queue_current();
             }
             Command::CancelAll => {
-                let n = self.tasks.cancel_where(|_| true);
+                let g = self.cancel_all_generation();
+                let n = self
+                    .tasks
+                    .cancel_where(|k| matches!(k, JobKind::Reconstruct { .. }));
                 if n > 0 {
                     self.note(format!("cancelling {n} reconstruction(s)"));
                 }
+                if g > 0 {
+                    self.note(format!("cancelling {g} generation(s)"));
+                }
+            }
+            Command::Tab(t) => self.settings.tab = t,
+            Command::AddGenModelFolder => self.pick(Pick::GenModelFolder),
+            Command::Generate => {
+                self.settings.tab = Tab::Generate;
+                self.start_generation();
             }
             Command::View(v) => self.settings.view = v,
             Command::ZoomIn | Command::ZoomOut => {
@@ -136,7 +170,7 @@ impl Workbench {
                     )
                     .pick_files()
                     .unwrap_or_default(),
-                Pick::ModelFolder => d.pick_folder().into_iter().collect(),
+                Pick::ModelFolder | Pick::GenModelFolder => d.pick_folder().into_iter().collect(),
                 Pick::Lpips => d
                     .add_filter("LPIPS VGG16 weights", &["pth", "safetensors"])
                     .pick_file()
@@ -199,6 +233,13 @@ impl Workbench {
     }
 
     pub(super) fn shortcuts(&mut self, ctx: &egui::Context) {
+        // Ctrl+Enter generates from inside the prompt box too.
+        if self.settings.tab == Tab::Generate
+            && let Some(s) = Command::Generate.shortcut()
+            && ctx.input_mut(|i| i.consume_shortcut(&s))
+        {
+            self.run(ctx, Command::Generate);
+        }
         if ctx.egui_wants_keyboard_input() {
             return;
         }

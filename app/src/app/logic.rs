@@ -273,6 +273,11 @@ impl Workbench {
                                 self.add_model(ModelSource::Folder(p));
                             }
                         }
+                        Pick::GenModelFolder => {
+                            for p in paths {
+                                self.add_gen_model(p);
+                            }
+                        }
                         Pick::Lpips => {
                             self.settings.lpips_weights = paths.into_iter().next();
                             self.configure_worker();
@@ -311,6 +316,25 @@ impl Workbench {
                     self.pending.saves = self.pending.saves.saturating_sub(1);
                     self.error(format!("saving failed: {e}"), Some("choose another folder"))
                 }
+                UiEvent::Gallery(item) => {
+                    if !self.gen_tab.gallery.iter().any(|g| g.path == item.path) {
+                        self.gen_tab.gallery.push(*item);
+                    }
+                }
+                UiEvent::GalleryDone => {
+                    self.pending.gallery = self.pending.gallery.saturating_sub(1);
+                }
+                UiEvent::GalleryImage(path, img) => {
+                    if let Some(it) = self.gen_tab.gallery.iter_mut().find(|g| g.path == path) {
+                        it.image = Some(img);
+                        it.texture = None;
+                    }
+                }
+                UiEvent::Restored(path, settings) => {
+                    self.pending.images = self.pending.images.saturating_sub(1);
+                    self.note(format!("settings restored from {}", path.display()));
+                    self.restore(*settings);
+                }
             }
         }
         // Drag and drop.
@@ -322,12 +346,7 @@ impl Workbench {
                 .collect()
         });
         if !dropped.is_empty() {
-            let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) =
-                dropped.into_iter().partition(|p| p.is_dir());
-            for d in dirs {
-                self.add_model(ModelSource::Folder(d));
-            }
-            self.open_paths(files);
+            self.open_dropped(dropped);
         }
     }
 
@@ -354,7 +373,13 @@ impl Workbench {
                 stage,
                 done,
                 total,
-            } => self.tasks.progress(job, stage, done, total),
+            } => {
+                self.on_gen_progress(job, stage, done);
+                self.tasks.progress(job, stage, done, total)
+            }
+            Reply::GenLoaded { model, result } => self.on_gen_loaded(model, result),
+            Reply::GenPreview { job, image } => self.on_gen_preview(job, image),
+            Reply::Generated { job, result } => self.on_generated(job, result),
             Reply::Finished { job, result } => {
                 if self.tasks.get(job).is_none() {
                     // A job dropped meanwhile (its image or model was removed).
@@ -364,12 +389,12 @@ impl Workbench {
                     self.perf
                         .first_result_s
                         .get_or_insert(self.perf.started.elapsed().as_secs_f64());
-                    Box::new(Done {
+                    Output::Recon(Box::new(Done {
                         rec,
                         texture: None,
                         diff: None,
                         latent_tex: None,
-                    })
+                    }))
                 });
                 if let Err(e) = &outcome {
                     self.report(e.to_string(), e);
@@ -382,7 +407,9 @@ impl Workbench {
                 }
             }
             Reply::Lpips { job, value } => {
-                if let Some(TaskState::Done(d)) = self.tasks.get_mut(job).map(|t| &mut t.state) {
+                if let Some(TaskState::Done(Output::Recon(d))) =
+                    self.tasks.get_mut(job).map(|t| &mut t.state)
+                {
                     d.rec.lpips = value;
                 }
             }
@@ -428,7 +455,20 @@ impl Workbench {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
-        let ready = !self.busy() && self.recon.images.iter().any(|i| i.texture.is_some());
+        let ready = !self.busy()
+            && match self.settings.tab {
+                Tab::Reconstruct => self.recon.images.iter().any(|i| i.texture.is_some()),
+                // Models loaded, no job left, and the result (if any) on screen.
+                Tab::Generate => {
+                    self.gen_tab.running.is_none()
+                        && self.gen_tab.shown.is_none_or(|i| {
+                            self.gen_tab
+                                .gallery
+                                .get(i)
+                                .is_some_and(|g| g.texture.is_some())
+                        })
+                }
+            };
         let timeout = self.perf.started.elapsed() > Duration::from_secs(900);
         if (ready || timeout) && !self.shot.requested {
             self.shot.requested = true;

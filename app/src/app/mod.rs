@@ -3,12 +3,16 @@
 //! models run on the worker thread, file decoding and saving on short-lived threads. Every
 //! model job is a row of the [`Tasks`] table, keyed by [`JobId`].
 //!
-//! - this file: the state (shared model list, task table, the reconstruction tab, chrome);
+//! - this file: the state (shared model list, task table, the two tabs, chrome);
 //! - [`commands`]: what each command and action does, keyboard shortcuts, dialogs;
 //! - [`logic`]: replies from the worker and helper threads, queueing, saving;
-//! - [`panels`] and [`views`]: drawing (menu, side panel, status, metrics; the four views).
+//! - [`panels`] and [`views`]: drawing (menu, side panel, status, metrics; the four views);
+//! - [`gen_tab`], [`gen_logic`], [`gen_views`]: the Generate tab's state, work and drawing.
 
 mod commands;
+mod gen_logic;
+pub mod gen_tab;
+mod gen_views;
 mod logic;
 mod panels;
 mod recon;
@@ -28,13 +32,16 @@ use egui::{
 use crate::analysis::{self, Latent};
 use crate::command::{Action, Command};
 use crate::error::JobError;
-use crate::settings::{self, BackendChoice, Settings, TilingMode, ViewMode};
+use crate::generate::Generation;
+use crate::settings::{self, BackendChoice, Settings, Tab, TilingMode, ViewMode};
 use crate::sheet;
 use crate::tasks::{JobKind, Task, TaskState, Tasks};
 use crate::view::{ZoomPan, grid_shape};
 use crate::worker::{
     Job, LPIPS_PENDING, ModelInfo, ModelSource, Reconstruction, Reply, WorkerHandle,
 };
+use dcae::pipeline::generation::GenerationSettings;
+pub use gen_tab::GenTab;
 pub use recon::{ImageEntry, ReconTab, Slot};
 
 /// Sample photos compiled into the binary (licences in assets/images/SOURCE.md).
@@ -66,6 +73,15 @@ pub struct Startup {
     pub fresh_settings: bool,
     /// Show no timings (frame time, seconds per reconstruction): snapshot tests compare pixels.
     pub hide_timings: bool,
+    /// Generation model folders (class-conditional or Sana pipelines), besides those of
+    /// earlier runs.
+    pub gen_models: Vec<PathBuf>,
+    /// Where generated images are kept (default: `gallery/` in the app's data folder).
+    pub gallery: Option<PathBuf>,
+    /// The tab to open on.
+    pub tab: Option<Tab>,
+    /// Generate once with the selected generation model as soon as it has loaded.
+    pub generate_on_load: bool,
 }
 
 enum ModelState {
@@ -92,7 +108,19 @@ pub struct Done {
 }
 
 /// What a finished job holds.
-type Output = Box<Done>;
+pub enum Output {
+    Recon(Box<Done>),
+    Gen(Box<Generation>),
+}
+
+impl Output {
+    fn recon(&self) -> Option<&Done> {
+        match self {
+            Output::Recon(d) => Some(d),
+            Output::Gen(_) => None,
+        }
+    }
+}
 
 /// A message in the UI: an error with a suggested fix, or a note.
 pub struct Message {
@@ -106,8 +134,20 @@ enum UiEvent {
     Image(Result<(String, image::RgbImage), String>),
     Picked(Pick, Vec<PathBuf>),
     Saved(Result<PathBuf, String>),
-    Download { file: String, done: u64, total: u64 },
+    Download {
+        file: String,
+        done: u64,
+        total: u64,
+    },
     Downloaded(Result<PathBuf, JobError>),
+    /// A saved result found in the gallery folder (at start).
+    Gallery(Box<gen_tab::GalleryItem>),
+    /// The gallery scan is over.
+    GalleryDone,
+    /// The full image of a gallery item, decoded for the large view.
+    GalleryImage(PathBuf, Arc<image::RgbImage>),
+    /// A dropped PNG that carries generation settings.
+    Restored(PathBuf, Box<GenerationSettings>),
 }
 
 /// A running Hugging Face download.
@@ -125,6 +165,7 @@ enum Pick {
     ModelFolder,
     Lpips,
     Save(SaveKind),
+    GenModelFolder,
 }
 
 /// What File > Save writes.
@@ -148,6 +189,8 @@ struct Chrome {
     hub_choice: usize,
     /// Show no timings (frame time, seconds per reconstruction): snapshot tests compare pixels.
     hide_timings: bool,
+    /// `Startup::generate_on_load`, until it has fired.
+    generate_on_load: bool,
 }
 
 /// Frame and first-result timings (the screenshot log reports them).
@@ -174,6 +217,8 @@ struct Shot {
 struct Pending {
     images: usize,
     saves: usize,
+    /// Gallery files being read at start.
+    gallery: usize,
 }
 
 pub struct Workbench {
@@ -187,6 +232,8 @@ pub struct Workbench {
     /// Every model job by id.
     tasks: Tasks<Output>,
     recon: ReconTab,
+    /// The Generate tab.
+    pub gen_tab: GenTab,
     pub messages: Vec<Message>,
     chrome: Chrome,
     perf: Perf,
@@ -220,6 +267,10 @@ impl Workbench {
         let ctx = cc.egui_ctx.clone();
         let worker = WorkerHandle::spawn(move || ctx.request_repaint())?;
         let (events_tx, events_rx) = channel();
+        let gallery = startup.gallery.clone().unwrap_or_else(default_gallery_dir);
+        if let Some(t) = startup.tab {
+            settings.tab = t;
+        }
         let mut app = Workbench {
             settings,
             worker,
@@ -228,9 +279,11 @@ impl Workbench {
             models: Vec::new(),
             tasks: Tasks::default(),
             recon: ReconTab::default(),
+            gen_tab: GenTab::new(gallery),
             messages: Vec::new(),
             chrome: Chrome {
                 hide_timings: startup.hide_timings,
+                generate_on_load: startup.generate_on_load,
                 ..Chrome::default()
             },
             perf: Perf {
@@ -263,6 +316,14 @@ impl Workbench {
         for d in dirs {
             app.add_model(ModelSource::Folder(d));
         }
+        let mut gen_dirs = startup.gen_models.clone();
+        if startup.gen_models.is_empty() {
+            gen_dirs.extend(app.settings.gen_model_dirs.clone());
+        }
+        for d in gen_dirs {
+            app.add_gen_model(d);
+        }
+        app.scan_gallery();
         if startup.images.is_empty() {
             if !startup.no_samples {
                 let (name, bytes) = SAMPLES[0];
@@ -320,21 +381,30 @@ impl Workbench {
     pub fn busy(&self) -> bool {
         self.tasks.iter().any(|(_, t)| match &t.state {
             TaskState::Queued | TaskState::Running { .. } => true,
-            TaskState::Done(d) => d.rec.lpips.as_ref().is_err_and(|e| e == LPIPS_PENDING),
+            TaskState::Done(d) => d
+                .recon()
+                .is_some_and(|d| d.rec.lpips.as_ref().is_err_and(|e| e == LPIPS_PENDING)),
             TaskState::Failed(_) => false,
         }) || self
             .models
             .iter()
             .any(|m| matches!(m.state, ModelState::Loading))
+            || self
+                .gen_tab
+                .models
+                .iter()
+                .any(|m| matches!(m.state, gen_tab::GenState::Loading))
+            || !self.gen_tab.queue.is_empty()
             || self.pending.images > 0
             || self.pending.saves > 0
+            || self.pending.gallery > 0
     }
 
     /// Metrics line of a finished reconstruction of the current image (tests read this too).
     pub fn metrics_text(&self, model: u64) -> Option<String> {
         let img = self.recon.images.get(self.recon.current)?;
         match &self.recon_task(img.id, model)?.state {
-            TaskState::Done(d) => Some(metrics_line(&d.rec, img.rgb.dimensions())),
+            TaskState::Done(d) => Some(metrics_line(&d.recon()?.rec, img.rgb.dimensions())),
             _ => None,
         }
     }
@@ -346,7 +416,7 @@ impl Workbench {
                 let img = self.recon.images.get(self.recon.current)?;
                 let r = self.recon_task(img.id, m.id)?;
                 match &r.state {
-                    TaskState::Done(d) => Some(format!(
+                    TaskState::Done(Output::Recon(d)) => Some(format!(
                         "{} on {}x{}: {:.2} s, {}",
                         m.source.label(),
                         img.rgb.width(),
@@ -359,6 +429,11 @@ impl Workbench {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// The state of job `job` (tests, scripts).
+    pub fn task_state(&self, job: crate::tasks::JobId) -> Option<&TaskState<Output>> {
+        self.tasks.get(job).map(|t| &t.state)
     }
 
     /// Ids of the models, in the order shown.
@@ -387,10 +462,18 @@ impl Workbench {
     fn done(&self, model: u64) -> Option<&Done> {
         let img = self.recon.images.get(self.recon.current)?;
         match &self.recon_task(img.id, model)?.state {
-            TaskState::Done(d) => Some(d),
+            TaskState::Done(d) => d.recon(),
             _ => None,
         }
     }
+}
+
+/// `gallery/` in the app's data folder (where eframe keeps its settings), else in the
+/// temporary folder.
+fn default_gallery_dir() -> PathBuf {
+    eframe::storage_dir("dcae-workbench")
+        .unwrap_or_else(|| std::env::temp_dir().join("dcae-workbench"))
+        .join("gallery")
 }
 
 fn default_lpips_weights() -> Option<PathBuf> {
@@ -486,18 +569,37 @@ impl eframe::App for Workbench {
             self.status_bar(ui);
             self.messages_ui(ui);
         });
-        egui::Panel::bottom("metrics")
-            .resizable(true)
-            .show(ui, |ui| self.metrics_table(ui));
-        egui::Panel::left("side")
-            .resizable(true)
-            .default_size(270.0)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| {
-                    acts.extend(self.side_panel(ui));
-                });
-            });
-        egui::CentralPanel::default().show(ui, |ui| self.central(ui));
+        match self.settings.tab {
+            Tab::Reconstruct => {
+                egui::Panel::bottom("metrics")
+                    .resizable(true)
+                    .show(ui, |ui| self.metrics_table(ui));
+                egui::Panel::left("side")
+                    .resizable(true)
+                    .default_size(270.0)
+                    .show(ui, |ui| {
+                        egui::ScrollArea::vertical().show(ui, |ui| {
+                            acts.extend(self.side_panel(ui));
+                        });
+                    });
+                egui::CentralPanel::default().show(ui, |ui| self.central(ui));
+            }
+            Tab::Generate => {
+                egui::Panel::bottom("gallery")
+                    .resizable(true)
+                    .default_size(150.0)
+                    .show(ui, |ui| acts.extend(self.gallery_strip(ui)));
+                egui::Panel::left("gen-side")
+                    .resizable(true)
+                    .default_size(300.0)
+                    .show(ui, |ui| {
+                        egui::ScrollArea::vertical().show(ui, |ui| {
+                            acts.extend(self.gen_side_panel(ui));
+                        });
+                    });
+                egui::CentralPanel::default().show(ui, |ui| acts.extend(self.gen_central(ui)));
+            }
+        }
         self.help_window(&ctx);
         for a in acts {
             self.apply(&ctx, a);

@@ -19,6 +19,7 @@ impl Workbench {
                     Command::OpenImages,
                     Command::PasteImage,
                     Command::AddModelFolder,
+                    Command::AddGenModelFolder,
                     Command::SaveReconstruction,
                     Command::SaveDifference,
                     Command::SaveLatent,
@@ -28,6 +29,10 @@ impl Workbench {
                 }
             });
             ui.menu_button("View", |ui| {
+                for t in Tab::ALL {
+                    item(ui, Command::Tab(t));
+                }
+                ui.separator();
                 for v in ViewMode::ALL {
                     item(ui, Command::View(v));
                 }
@@ -46,22 +51,38 @@ impl Workbench {
                 }
             });
             ui.separator();
-            for v in ViewMode::ALL {
+            for t in Tab::ALL {
+                let c = Command::Tab(t);
                 if ui
-                    .selectable_label(self.settings.view == v, v.label())
-                    .on_hover_text(Command::View(v).shortcut_text(&ctx))
+                    .selectable_label(
+                        self.settings.tab == t,
+                        egui::RichText::new(t.label()).strong(),
+                    )
+                    .on_hover_text(format!("{} ({})", c.tooltip(), c.shortcut_text(&ctx)))
                     .clicked()
                 {
-                    cmds.push(Command::View(v));
+                    cmds.push(c);
                 }
             }
             ui.separator();
-            if ui
-                .button(Command::ReconstructAll.label())
-                .on_hover_text(Command::ReconstructAll.tooltip())
-                .clicked()
-            {
-                cmds.push(Command::ReconstructAll);
+            if self.settings.tab == Tab::Reconstruct {
+                for v in ViewMode::ALL {
+                    if ui
+                        .selectable_label(self.settings.view == v, v.label())
+                        .on_hover_text(Command::View(v).shortcut_text(&ctx))
+                        .clicked()
+                    {
+                        cmds.push(Command::View(v));
+                    }
+                }
+                ui.separator();
+                if ui
+                    .button(Command::ReconstructAll.label())
+                    .on_hover_text(Command::ReconstructAll.tooltip())
+                    .clicked()
+                {
+                    cmds.push(Command::ReconstructAll);
+                }
             }
             if ui
                 .button("Help")
@@ -381,7 +402,7 @@ impl Workbench {
                     };
                     ui.label(&info.name);
                     match self.recon_task(img.id, m.id).map(|r| &r.state) {
-                        Some(TaskState::Done(d)) => {
+                        Some(TaskState::Done(Output::Recon(d))) => {
                             let r = &d.rec;
                             ui.label(format!("{:.2} dB", r.psnr));
                             ui.label(r.ssim.map_or("n/a".into(), |s| format!("{s:.4}")));

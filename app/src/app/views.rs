@@ -19,7 +19,7 @@ impl Workbench {
             if !matches!(t.kind, JobKind::Reconstruct { image, .. } if image == iid) {
                 continue;
             }
-            if let TaskState::Done(d) = &mut t.state {
+            if let TaskState::Done(Output::Recon(d)) = &mut t.state {
                 if d.texture.is_none() {
                     d.texture = Some(texture(ctx, "rec", &d.rec.image, max));
                 }
@@ -78,7 +78,7 @@ impl Workbench {
         for m in &self.models {
             if let ModelState::Ready(info) = &m.state {
                 let (tex, tiles, title) = match self.recon_task(img.id, m.id).map(|r| &r.state) {
-                    Some(TaskState::Done(d)) => (
+                    Some(TaskState::Done(Output::Recon(d))) => (
                         d.texture.as_ref().map(|t| t.id()),
                         d.rec.tiles.as_ref(),
                         format!(
@@ -409,7 +409,9 @@ impl Workbench {
         let Some(iid) = self.recon.images.get(cur).map(|i| i.id) else {
             return;
         };
-        let Some(TaskState::Done(d)) = self.recon_task_mut(iid, mid).map(|r| &mut r.state) else {
+        let Some(TaskState::Done(Output::Recon(d))) =
+            self.recon_task_mut(iid, mid).map(|r| &mut r.state)
+        else {
             ui.label(format!("{name}: reconstruction not finished yet."));
             return;
         };
@@ -547,7 +549,7 @@ fn nearest() -> TextureOptions {
 }
 
 /// Uploads an RGB image, downscaled when a side exceeds the GPU's texture limit.
-fn texture(
+pub(super) fn texture(
     ctx: &egui::Context,
     name: &str,
     img: &image::RgbImage,

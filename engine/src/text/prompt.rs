@@ -138,6 +138,19 @@ pub fn prompt_tokens(
     Ok(PromptTokens { ids, mask, select })
 }
 
+/// Tokens `prompt` takes (without BOS) and how many the transformer sees: the live counter
+/// of a prompt box. With the instruction prefix the budget is `max_sequence_length - 2`
+/// (BOS and the prefix's own last position), else `max_sequence_length - 1`.
+pub fn prompt_budget(tok: &TextTokenizer, prompt: &str, opts: &PromptOptions) -> (usize, usize) {
+    let p = preprocess(prompt, opts.keep_case);
+    let used = tok
+        .encode(&p)
+        .map(|ids| ids.len().saturating_sub(1))
+        .unwrap_or(0);
+    let n = opts.max_sequence_length;
+    (used, n.saturating_sub(if opts.chi { 2 } else { 1 }))
+}
+
 /// The negative (unconditional) prompt: no CHI, padded to `max_sequence_length`, no selection
 /// (diffusers' `""` gives BOS + padding, mask `[1, 0, ...]`).
 pub fn negative_tokens(

@@ -76,6 +76,13 @@ pub enum SamplerKind {
 
 impl SamplerKind {
     pub const NAMES: &'static str = "dpm-solver, ddpm, ddim, dopri5, heun2";
+    pub const ALL: [SamplerKind; 5] = [
+        SamplerKind::DpmSolver,
+        SamplerKind::Ddpm,
+        SamplerKind::Ddim,
+        SamplerKind::Dopri5,
+        SamplerKind::Heun2,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -344,6 +351,26 @@ impl DiffusionModel {
             precision,
             source: None,
         })
+    }
+
+    /// Writes a random-weight model folder to `dir`: `config.json` (the text given, so a
+    /// relative `autoencoder` path resolves from `dir`) and `model.safetensors` under the
+    /// keys [`DiffusionModel::load`] reads (tests and demos of whole pipelines).
+    pub fn write_random_folder(config_json: &str, seed: u64, dir: &Path) -> Result<()> {
+        let cfg_path = dir.join("config.json");
+        let config = DiffusionConfig::from_json_str(config_json, &cfg_path)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let device = Device::flex();
+        let mut b = Builder::random(seed, &device, Precision::F32);
+        let net = Self::build(config, &mut b)?;
+        let names = b.into_names();
+        let weights = dir.join("model.safetensors");
+        let f32 = safetensors::Dtype::F32;
+        match &net {
+            Net::UViT(m) => crate::weights::write_module(m.as_ref(), &names, &weights, f32)?,
+            Net::DiT(m) => crate::weights::write_module(m.as_ref(), &names, &weights, f32)?,
+        }
+        crate::io::tensors::write_atomic(&cfg_path, config_json.as_bytes())
     }
 
     /// Loads the network from `weights`. Keys may sit under `diffusion_model.` (official single

@@ -99,6 +99,7 @@ pub fn dit_sample(
         }
         x = next;
         hooks.latent(&x);
+        hooks.estimate(&x0s);
         if let Some(r) = hooks.record.as_deref_mut() {
             r.pred_xstart.push(x0s);
         }

@@ -131,6 +131,16 @@ impl<'a> Hooks<'a> {
         }
     }
 
+    /// Whether the progress sink wants the clean-latent estimate of each step.
+    pub(crate) fn wants_estimate(&self) -> bool {
+        self.progress.wants_estimate()
+    }
+
+    /// Hands the progress sink the step's clean-latent estimate.
+    pub(crate) fn estimate(&mut self, x0: &[f32]) {
+        self.progress.estimate(x0);
+    }
+
     /// Reports `done` of `total` steps, then stops if cancelled.
     pub(crate) fn step(&mut self, done: usize, total: usize) -> Result<()> {
         self.progress.update("sampling", done as u64, total as u64);

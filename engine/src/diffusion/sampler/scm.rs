@@ -77,6 +77,9 @@ pub fn scm_sample(
         x = (0..x.len())
             .map(|j| t.cos() * x0[j] + t.sin() * (z[j] * sd))
             .collect();
+        if hooks.wants_estimate() {
+            hooks.estimate(&x0.iter().map(|v| v / sd).collect::<Vec<_>>());
+        }
         hooks.latent(&x);
         hooks.step(i + 1, steps)?;
     }

@@ -55,6 +55,8 @@ pub fn sit_ode(
                     })
                     .collect();
                 hooks.latent(&x);
+                // An ODE state, not a clean estimate: noisier early, exact at the end.
+                hooks.estimate(&x);
                 hooks.step(w + 1, num_steps - 1)?;
             }
         }
@@ -219,6 +221,7 @@ fn dopri5_integrate(
             })
             .collect();
         hooks.latent(&out);
+        hooks.estimate(&out);
         // Adaptive steps: report the fraction of the time interval covered.
         hooks.step((f64::from(gt) * 1000.0) as usize, 1000)?;
     }

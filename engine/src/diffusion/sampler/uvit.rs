@@ -44,6 +44,7 @@ pub fn uvit_dpm_solver(
         let (sig_s, sig_t, a_t) = (ns.sigma(s), ns.sigma(t), ns.alpha(t));
         let p1 = (-h).exp_m1();
         let d_s = data_pred(&x, s, &mut hooks.record)?;
+        hooks.estimate(&d_s);
         // x_k = (sigma_k / sigma_s) x - alpha_k expm1(-r_k h) D_s + extra
         let lin = |to: f64, r: f64| -> (f32, f32) {
             (

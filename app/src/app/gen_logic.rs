@@ -1,0 +1,372 @@
+//! The Generate tab's work: generation models in and out, the job queue (held here until the
+//! worker is free, so it can be reordered and cancelled before it starts), replies from the
+//! worker, the gallery folder and restoring settings from a PNG.
+
+use super::gen_tab::{GalleryItem, GenEntry, GenJob, GenState};
+use super::*;
+use crate::tasks::JobId;
+
+/// Longest side of a gallery thumbnail.
+const THUMB: u32 = 160;
+
+fn thumbnail(img: &image::RgbImage) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    let s = (THUMB as f32 / w.max(h) as f32).min(1.0);
+    image::imageops::thumbnail(
+        img,
+        ((w as f32 * s) as u32).max(1),
+        ((h as f32 * s) as u32).max(1),
+    )
+}
+
+impl Workbench {
+    /// Loads a generation model folder on the worker (once per folder).
+    pub fn add_gen_model(&mut self, dir: PathBuf) {
+        if let Some(m) = self.gen_tab.models.iter().find(|m| m.dir == dir) {
+            self.gen_tab.form.model.get_or_insert(m.id);
+            return;
+        }
+        let id = self.id();
+        self.gen_tab.models.push(GenEntry {
+            id,
+            dir: dir.clone(),
+            state: GenState::Loading,
+        });
+        if !self.settings.gen_model_dirs.contains(&dir) {
+            self.settings.gen_model_dirs.push(dir.clone());
+        }
+        self.gen_tab.form.model.get_or_insert(id);
+        self.send(Job::LoadGen { model: id, dir });
+    }
+
+    pub(super) fn remove_gen_model(&mut self, id: u64) {
+        let Some(i) = self.gen_tab.models.iter().position(|m| m.id == id) else {
+            return;
+        };
+        let m = self.gen_tab.models.remove(i);
+        self.settings.gen_model_dirs.retain(|d| *d != m.dir);
+        let queued: Vec<JobId> = self
+            .gen_tab
+            .queue
+            .iter()
+            .copied()
+            .filter(|j| self.gen_tab.jobs.get(j).is_some_and(|g| g.model == id))
+            .collect();
+        for j in queued {
+            self.cancel_job(j);
+        }
+        self.tasks
+            .cancel_where(|k| matches!(k, JobKind::Generate { model } if *model == id));
+        if self.gen_tab.form.model == Some(id) {
+            self.gen_tab.form.model = self.gen_tab.models.first().map(|m| m.id);
+        }
+        self.send(Job::UnloadGen { model: id });
+    }
+
+    /// Queues a run of the form's settings with the selected model.
+    pub fn start_generation(&mut self) {
+        let Some((model, info)) = self.gen_tab.selected() else {
+            self.error(
+                "no generation model is ready",
+                Some("add a class-conditional or Sana pipeline folder (Ctrl+Shift+M)"),
+            );
+            return;
+        };
+        let settings = match self.gen_tab.form.settings(info) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(e, Some("fix the setting, then press Generate again"));
+                return;
+            }
+        };
+        let (job, _) = self.tasks.add(JobKind::Generate { model });
+        self.gen_tab.jobs.insert(
+            job,
+            GenJob {
+                model,
+                settings,
+                preview: None,
+                previews: 0,
+                first_step: None,
+                started: None,
+                first_preview_s: None,
+            },
+        );
+        self.gen_tab.queue.push(job);
+        if !self.gen_tab.form.seed_locked {
+            self.gen_tab.form.seed = random_seed();
+        }
+        self.dispatch_generation();
+    }
+
+    /// Hands the next queued job to the worker when none is running there.
+    pub(super) fn dispatch_generation(&mut self) {
+        while self.gen_tab.running.is_none() && !self.gen_tab.queue.is_empty() {
+            let job = self.gen_tab.queue.remove(0);
+            let Some(task) = self.tasks.get(job) else {
+                continue;
+            };
+            let cancel = task.cancel.clone();
+            let Some(g) = self.gen_tab.jobs.get_mut(&job) else {
+                continue;
+            };
+            g.started = Some(Instant::now());
+            let (model, settings) = (g.model, Box::new(g.settings.clone()));
+            self.gen_tab.running = Some(job);
+            self.tasks.progress(job, "starting", 0, 0);
+            let gallery = self.gen_tab.gallery_dir.clone();
+            self.send(Job::Generate {
+                job,
+                model,
+                settings,
+                gallery,
+                cancel,
+            });
+        }
+    }
+
+    /// Cancels a generation job: a queued one never starts; a running one stops after the
+    /// step it is in.
+    pub fn cancel_job(&mut self, job: JobId) {
+        if let Some(i) = self.gen_tab.queue.iter().position(|&j| j == job) {
+            self.gen_tab.queue.remove(i);
+            if let Some(t) = self.tasks.get(job) {
+                t.cancel.cancel();
+            }
+            self.tasks.finish(job, Err(JobError::cancelled()));
+        } else if let Some(t) = self.tasks.get(job) {
+            t.cancel.cancel();
+        }
+    }
+
+    /// Cancels every generation job, queued and running.
+    pub(super) fn cancel_all_generation(&mut self) -> usize {
+        let queued: Vec<JobId> = self.gen_tab.queue.clone();
+        let n = queued.len();
+        for j in queued {
+            self.cancel_job(j);
+        }
+        n + self
+            .tasks
+            .cancel_where(|k| matches!(k, JobKind::Generate { .. }))
+    }
+
+    pub(super) fn on_gen_loaded(
+        &mut self,
+        model: u64,
+        result: Result<Box<crate::generate::GenModelInfo>, JobError>,
+    ) {
+        let Some(m) = self.gen_tab.models.iter_mut().find(|m| m.id == model) else {
+            return;
+        };
+        match result {
+            Ok(info) => {
+                let selected = self.gen_tab.form.model == Some(model);
+                let restored = self.gen_tab.form.base.is_some();
+                if selected && !restored {
+                    self.gen_tab.form.load(&info.defaults, false);
+                }
+                m.state = GenState::Ready(info);
+                if selected && self.chrome.generate_on_load {
+                    self.chrome.generate_on_load = false;
+                    self.start_generation();
+                }
+            }
+            Err(e) => {
+                let name = ModelSource::Folder(m.dir.clone()).label();
+                m.state = GenState::Failed(e.to_string());
+                self.report(format!("generation model {name}: {e}"), &e);
+            }
+        }
+    }
+
+    pub(super) fn on_gen_progress(&mut self, job: JobId, stage: &str, done: u64) {
+        if let Some(g) = self.gen_tab.jobs.get_mut(&job)
+            && stage == "sampling"
+            && g.first_step.is_none()
+        {
+            g.first_step = Some((Instant::now(), done));
+        }
+    }
+
+    pub(super) fn on_gen_preview(&mut self, job: JobId, image: Arc<image::RgbImage>) {
+        if let Some(g) = self.gen_tab.jobs.get_mut(&job) {
+            g.previews += 1;
+            if g.first_preview_s.is_none() {
+                g.first_preview_s = g.started.map(|t| t.elapsed().as_secs_f64());
+            }
+            g.preview = Some((image, None));
+        }
+    }
+
+    pub(super) fn on_generated(&mut self, job: JobId, result: Result<Box<Generation>, JobError>) {
+        if self.gen_tab.running == Some(job) {
+            self.gen_tab.running = None;
+        }
+        match result {
+            Ok(g) => {
+                let title = self.gen_tab.title(&g.settings);
+                self.gen_tab.gallery.push(GalleryItem {
+                    path: g.path.clone(),
+                    settings: g.settings.clone(),
+                    title,
+                    thumb: Arc::new(thumbnail(&g.image)),
+                    image: Some(g.image.clone()),
+                    texture: None,
+                    thumb_texture: None,
+                });
+                self.gen_tab.shown = Some(self.gen_tab.gallery.len() - 1);
+                self.tasks.finish(job, Ok(Output::Gen(g)));
+            }
+            Err(e) => {
+                self.report(format!("generation: {e}"), &e);
+                self.tasks.finish(job, Err(e));
+            }
+        }
+        self.dispatch_generation();
+    }
+
+    /// Reads the gallery folder on a thread: each PNG with settings arrives as an
+    /// [`UiEvent::Gallery`] (oldest first, by name: names start with a timestamp).
+    pub(super) fn scan_gallery(&mut self) {
+        let Ok(rd) = std::fs::read_dir(&self.gen_tab.gallery_dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+            .collect();
+        files.sort();
+        self.pending.gallery += 1;
+        let tx = self.events_tx.clone();
+        let ctx = self.ctx.clone();
+        let names = self.gen_tab.class_names.clone();
+        std::thread::spawn(move || {
+            for p in files {
+                let Ok(settings) = GenerationSettings::from_png(&p) else {
+                    continue;
+                };
+                let Ok(img) = image::open(&p) else { continue };
+                let title = super::gen_tab::title_of(&settings, &names);
+                let item = GalleryItem {
+                    path: p,
+                    settings,
+                    title,
+                    thumb: Arc::new(thumbnail(&img.to_rgb8())),
+                    image: None,
+                    texture: None,
+                    thumb_texture: None,
+                };
+                let _ = tx.send(UiEvent::Gallery(Box::new(item)));
+                ctx.request_repaint();
+            }
+            let _ = tx.send(UiEvent::GalleryDone);
+            ctx.request_repaint();
+        });
+    }
+
+    /// Shows gallery item `i` large and puts its settings into the form.
+    pub(super) fn restore_gallery(&mut self, i: usize) {
+        let Some(it) = self.gen_tab.gallery.get(i) else {
+            return;
+        };
+        let settings = it.settings.clone();
+        if it.image.is_none() {
+            let (tx, ctx, path) = (self.events_tx.clone(), self.ctx.clone(), it.path.clone());
+            std::thread::spawn(move || {
+                if let Ok(img) = image::open(&path) {
+                    let _ = tx.send(UiEvent::GalleryImage(path, Arc::new(img.to_rgb8())));
+                    ctx.request_repaint();
+                }
+            });
+        }
+        self.gen_tab.shown = Some(i);
+        self.restore(settings);
+    }
+
+    /// Puts `settings` into the form, selecting (or loading) the model folder they name.
+    pub fn restore(&mut self, settings: GenerationSettings) {
+        let dir = match &settings {
+            GenerationSettings::Class(c) => c.model.clone(),
+            GenerationSettings::Text(t) => PathBuf::from(&t.model),
+        };
+        let known = self
+            .gen_tab
+            .models
+            .iter()
+            .find(|m| m.dir == dir || dcae::pipeline::settings::absolute(&m.dir) == dir)
+            .map(|m| m.id);
+        match known {
+            Some(id) => self.gen_tab.form.model = Some(id),
+            None if dir.is_dir() => {
+                self.gen_tab.form.model = None;
+                self.add_gen_model(dir);
+            }
+            None => self.error(
+                format!(
+                    "the model these settings were made with is not here: {}",
+                    dir.display()
+                ),
+                Some("add its folder (Ctrl+Shift+M), then restore again"),
+            ),
+        }
+        self.gen_tab.form.load(&settings, true);
+        self.settings.tab = Tab::Generate;
+    }
+
+    /// Dropped files: a PNG with generation settings restores them; any other image opens in
+    /// the Reconstruct tab; folders are added as models of the tab shown.
+    pub(super) fn open_dropped(&mut self, paths: Vec<PathBuf>) {
+        for p in paths {
+            if p.is_dir() {
+                match self.settings.tab {
+                    Tab::Generate => self.add_gen_model(p),
+                    Tab::Reconstruct => self.add_model(ModelSource::Folder(p)),
+                }
+                continue;
+            }
+            let png = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+            if !png {
+                self.open_paths(vec![p]);
+                continue;
+            }
+            self.pending.images += 1;
+            let tx = self.events_tx.clone();
+            let ctx = self.ctx.clone();
+            std::thread::spawn(move || {
+                let event = match GenerationSettings::from_png(&p) {
+                    Ok(s) => UiEvent::Restored(p, Box::new(s)),
+                    Err(_) => UiEvent::Image(
+                        dcae::io::image::load_image(&p)
+                            .map(|(img, _)| {
+                                let name = p
+                                    .file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                (name, img.to_rgb8())
+                            })
+                            .map_err(|e| e.to_string()),
+                    ),
+                };
+                let _ = tx.send(event);
+                ctx.request_repaint();
+            });
+        }
+    }
+}
+
+/// A seed from the clock and a counter (reproducibility comes from the seed being stored, not
+/// from how it was drawn).
+pub(super) fn random_seed() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = t ^ N.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    // splitmix64 finaliser; kept below 2^53 so the seed survives any JSON reader.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)) & ((1 << 53) - 1)
+}

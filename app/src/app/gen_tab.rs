@@ -1,0 +1,382 @@
+//! The Generate tab's state: generation models, the form (class or prompt, seed, steps,
+//! guidance, sampler, size, batch), the job queue the UI holds until the worker is free (so
+//! it can be reordered), the live preview and the gallery of saved results.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dcae::pipeline::class_to_image::ClassToImage;
+use dcae::pipeline::generation::GenerationSettings;
+use dcae::pipeline::text_to_image::{TextSampler, TextToImage};
+use egui::TextureHandle;
+
+use crate::generate::{GenKind, GenModelInfo};
+use crate::tasks::JobId;
+
+pub enum GenState {
+    Loading,
+    Ready(Box<GenModelInfo>),
+    Failed(String),
+}
+
+/// A generation model folder of the tab's list.
+pub struct GenEntry {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub state: GenState,
+}
+
+impl GenEntry {
+    pub fn info(&self) -> Option<&GenModelInfo> {
+        match &self.state {
+            GenState::Ready(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+/// What the user edits. Turned into engine settings by [`GenForm::settings`] on top of the
+/// model's defaults (or of restored settings, so fields the form does not show survive).
+#[derive(Debug, Clone)]
+pub struct GenForm {
+    pub model: Option<u64>,
+    pub classes: Vec<i64>,
+    pub class_search: String,
+    pub prompt: String,
+    pub negative: String,
+    pub seed: u64,
+    /// Keep the seed after a run (else a fresh one is drawn for the next).
+    pub seed_locked: bool,
+    pub steps: usize,
+    pub cfg: f32,
+    pub pag: f32,
+    pub sampler: String,
+    pub width: usize,
+    pub height: usize,
+    pub batch: usize,
+    /// Sana's resolution binning: generate at the nearest trained aspect ratio, resize back.
+    pub binning: bool,
+    /// Restored settings the form started from (`None`: the model's defaults).
+    pub base: Option<GenerationSettings>,
+}
+
+impl Default for GenForm {
+    fn default() -> Self {
+        Self {
+            model: None,
+            classes: vec![207],
+            class_search: String::new(),
+            prompt: String::new(),
+            negative: String::new(),
+            seed: 0,
+            seed_locked: false,
+            steps: 20,
+            cfg: 4.5,
+            pag: 0.0,
+            sampler: String::new(),
+            width: 1024,
+            height: 1024,
+            batch: 1,
+            binning: true,
+            base: None,
+        }
+    }
+}
+
+impl GenForm {
+    /// Fills every field from `s` (model defaults or restored settings).
+    pub fn load(&mut self, s: &GenerationSettings, restored: bool) {
+        match s {
+            GenerationSettings::Class(c) => {
+                if restored || self.classes.is_empty() {
+                    self.classes = c.classes.clone();
+                }
+                self.steps = c.steps;
+                self.cfg = c.cfg;
+                self.pag = 0.0;
+                self.sampler = c.sampler.name().to_string();
+                self.batch = 1;
+            }
+            GenerationSettings::Text(t) => {
+                if restored {
+                    self.prompt = t.prompt.clone();
+                    self.negative = t.negative.clone();
+                }
+                self.steps = t.steps;
+                self.cfg = t.cfg;
+                self.pag = t.pag;
+                self.sampler = t.sampler.name().to_string();
+                self.width = t.width;
+                self.height = t.height;
+                self.batch = t.batch;
+                self.binning = t.binning;
+            }
+        }
+        if restored {
+            self.seed = s.seed();
+            self.seed_locked = true;
+        }
+        self.base = restored.then(|| s.clone());
+    }
+
+    /// The engine settings of a run with `info`'s model.
+    pub fn settings(&self, info: &GenModelInfo) -> Result<GenerationSettings, String> {
+        let base = match (&self.base, &info.defaults) {
+            (Some(b @ GenerationSettings::Class(_)), GenerationSettings::Class(_))
+            | (Some(b @ GenerationSettings::Text(_)), GenerationSettings::Text(_)) => b,
+            _ => &info.defaults,
+        };
+        Ok(match base {
+            GenerationSettings::Class(c) => {
+                let mut s: ClassToImage = c.clone();
+                if let GenerationSettings::Class(d) = &info.defaults {
+                    s.model = d.model.clone();
+                    s.autoencoder = d.autoencoder.clone();
+                }
+                if self.classes.is_empty() {
+                    return Err("pick at least one class".into());
+                }
+                s.classes = self.classes.clone();
+                s.cols = dcae::pipeline::class_to_image::default_cols(s.classes.len());
+                s.seed = self.seed;
+                s.steps = self.steps;
+                s.cfg = self.cfg;
+                s.sampler = dcae::diffusion::class_cond::SamplerKind::ALL
+                    .into_iter()
+                    .find(|k| k.name() == self.sampler)
+                    .unwrap_or(s.sampler);
+                s.validate().map_err(|e| e.to_string())?;
+                GenerationSettings::Class(s)
+            }
+            GenerationSettings::Text(t) => {
+                let mut s: TextToImage = t.clone();
+                if let GenerationSettings::Text(d) = &info.defaults {
+                    s.model = d.model.clone();
+                }
+                s.prompt = self.prompt.clone();
+                s.negative = self.negative.clone();
+                s.seed = self.seed;
+                s.steps = self.steps;
+                s.cfg = self.cfg;
+                s.pag = if info.pag { self.pag } else { 0.0 };
+                s.sampler = self.sampler.parse::<TextSampler>().unwrap_or(s.sampler);
+                s.width = self.width;
+                s.height = self.height;
+                s.batch = self.batch;
+                s.binning = self.binning;
+                s.validate().map_err(|e| e.to_string())?;
+                GenerationSettings::Text(s)
+            }
+        })
+    }
+}
+
+/// A saved result of the gallery.
+pub struct GalleryItem {
+    pub path: PathBuf,
+    pub settings: GenerationSettings,
+    pub title: String,
+    /// A small copy for the strip, and the full image when known.
+    pub thumb: Arc<image::RgbImage>,
+    pub image: Option<Arc<image::RgbImage>>,
+    /// The large view's texture (of `image`, else of `thumb`) and the strip's.
+    pub texture: Option<TextureHandle>,
+    pub thumb_texture: Option<TextureHandle>,
+}
+
+/// A job of the tab: its model and settings, live state.
+pub struct GenJob {
+    pub model: u64,
+    pub settings: GenerationSettings,
+    /// Latest preview and its texture.
+    pub preview: Option<(Arc<image::RgbImage>, Option<TextureHandle>)>,
+    pub previews: usize,
+    /// The first sampling report: when, and the step count it gave.
+    pub first_step: Option<(Instant, u64)>,
+    /// When the worker started it.
+    pub started: Option<Instant>,
+    /// Seconds from the job's start to its first preview.
+    pub first_preview_s: Option<f64>,
+}
+
+pub struct GenTab {
+    pub models: Vec<GenEntry>,
+    pub form: GenForm,
+    /// Jobs waiting for the worker, in run order (reorderable).
+    pub queue: Vec<JobId>,
+    /// The job the worker runs now.
+    pub running: Option<JobId>,
+    pub jobs: HashMap<JobId, GenJob>,
+    pub gallery: Vec<GalleryItem>,
+    pub gallery_dir: PathBuf,
+    pub search: String,
+    /// The gallery item shown large (index into `gallery`), when no job is running.
+    pub shown: Option<usize>,
+    /// ImageNet names, one list of synonyms per class id.
+    pub class_names: Vec<Vec<String>>,
+}
+
+impl GenTab {
+    pub fn new(gallery_dir: PathBuf) -> Self {
+        Self {
+            models: Vec::new(),
+            form: GenForm::default(),
+            queue: Vec::new(),
+            running: None,
+            jobs: HashMap::new(),
+            gallery: Vec::new(),
+            gallery_dir,
+            search: String::new(),
+            shown: None,
+            class_names: dcae::pipeline::classes::class_table(),
+        }
+    }
+
+    pub fn model(&self, id: u64) -> Option<&GenEntry> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// The selected model, when it is ready.
+    pub fn selected(&self) -> Option<(u64, &GenModelInfo)> {
+        let id = self.form.model?;
+        self.model(id)?.info().map(|i| (id, i))
+    }
+
+    /// Class ids whose names contain `query` (case-insensitive), at most `limit`.
+    pub fn class_matches(&self, query: &str, limit: usize) -> Vec<(i64, String)> {
+        let q = query.trim().to_lowercase();
+        self.class_names
+            .iter()
+            .enumerate()
+            .filter(|(i, names)| {
+                q.is_empty()
+                    || i.to_string() == q
+                    || names.iter().any(|n| n.to_lowercase().contains(&q))
+            })
+            .take(limit)
+            .map(|(i, names)| (i as i64, names.first().cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    /// The first name of class `id`.
+    pub fn class_name(&self, id: i64) -> String {
+        class_name_in(id, &self.class_names)
+    }
+
+    /// Gallery indices matching the search, newest first.
+    pub fn gallery_matches(&self) -> Vec<usize> {
+        let q = self.search.trim().to_lowercase();
+        (0..self.gallery.len())
+            .rev()
+            .filter(|&i| {
+                let it = &self.gallery[i];
+                q.is_empty()
+                    || it.title.to_lowercase().contains(&q)
+                    || matches!(&it.settings, GenerationSettings::Class(c)
+                        if c.classes.iter().any(|&k| self.class_name(k).to_lowercase().contains(&q)))
+            })
+            .collect()
+    }
+
+    /// A one-line title for settings: the prompt, or the class names.
+    pub fn title(&self, s: &GenerationSettings) -> String {
+        title_of(s, &self.class_names)
+    }
+
+    /// Moves a queued job one place earlier (`up`) or later.
+    pub fn move_queued(&mut self, job: JobId, up: bool) {
+        if let Some(i) = self.queue.iter().position(|&j| j == job) {
+            let k = if up {
+                i.checked_sub(1)
+            } else {
+                (i + 1 < self.queue.len()).then_some(i + 1)
+            };
+            if let Some(k) = k {
+                self.queue.swap(i, k);
+            }
+        }
+    }
+}
+
+/// The first name of class `id` in `names` (one synonym list per id).
+pub fn class_name_in(id: i64, names: &[Vec<String>]) -> String {
+    usize::try_from(id)
+        .ok()
+        .and_then(|i| names.get(i))
+        .and_then(|n| n.first().cloned())
+        .unwrap_or_else(|| format!("class {id}"))
+}
+
+/// A one-line title: the prompt, or the class names (usable off the UI thread).
+pub fn title_of(s: &GenerationSettings, names: &[Vec<String>]) -> String {
+    match s {
+        GenerationSettings::Class(c) => c
+            .classes
+            .iter()
+            .map(|&k| class_name_in(k, names))
+            .collect::<Vec<_>>()
+            .join(", "),
+        GenerationSettings::Text(t) => t.prompt.clone(),
+    }
+}
+
+/// Progress text of a running job: "step 3/20 · 0.41 s/step · ETA 7 s", the rate once two
+/// steps have been seen.
+pub fn progress_text(done: u64, total: u64, step_s: Option<f64>) -> String {
+    let mut s = format!("step {done}/{total}");
+    if let Some(per) = step_s {
+        let eta = per * total.saturating_sub(done) as f64;
+        s.push_str(&format!(" · {per:.2} s/step · ETA {eta:.0} s"));
+    }
+    s
+}
+
+/// Seconds per step from the first sampling report `(when, step)` to `done` steps `elapsed`
+/// seconds later; `None` until a step has passed since.
+pub fn step_rate(first_done: u64, done: u64, elapsed: f64) -> Option<f64> {
+    (done > first_done).then(|| elapsed / (done - first_done) as f64)
+}
+
+/// What kind of form a model needs.
+pub fn is_text(info: &GenModelInfo) -> bool {
+    matches!(info.kind, GenKind::Text { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_text_has_rate_and_eta_once_steps_run() {
+        assert_eq!(progress_text(0, 20, None), "step 0/20");
+        assert_eq!(
+            progress_text(4, 20, step_rate(0, 4, 2.0)),
+            "step 4/20 · 0.50 s/step · ETA 8 s"
+        );
+        assert_eq!(step_rate(3, 3, 1.0), None);
+        assert_eq!(step_rate(1, 3, 1.0), Some(0.5));
+    }
+
+    #[test]
+    fn queue_moves_stay_in_bounds() {
+        let mut t = GenTab::new(PathBuf::from("/tmp/x"));
+        t.queue = vec![JobId(1), JobId(2), JobId(3)];
+        t.move_queued(JobId(1), true);
+        assert_eq!(t.queue, vec![JobId(1), JobId(2), JobId(3)]);
+        t.move_queued(JobId(3), true);
+        assert_eq!(t.queue, vec![JobId(1), JobId(3), JobId(2)]);
+        t.move_queued(JobId(2), false);
+        assert_eq!(t.queue, vec![JobId(1), JobId(3), JobId(2)]);
+    }
+
+    #[test]
+    fn class_search_by_name_and_id() {
+        let t = GenTab::new(PathBuf::from("/tmp/x"));
+        let m = t.class_matches("tabby", 10);
+        assert!(m.iter().any(|(id, _)| *id == 281), "{m:?}");
+        assert_eq!(t.class_matches("207", 10)[0].0, 207);
+        assert_eq!(t.class_matches("", 5).len(), 5);
+    }
+}

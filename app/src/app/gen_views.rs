@@ -1,0 +1,452 @@
+//! Drawing the Generate tab: the side panel (models, the form, the queue), the central view
+//! (live preview with step, s/step and ETA, or the chosen result) and the gallery strip.
+
+use super::gen_tab::{self, GenState, progress_text, step_rate};
+use super::*;
+
+/// Class search results listed at once.
+const CLASS_MATCHES: usize = 40;
+/// Batch sizes offered (one grid of images per run).
+const MAX_BATCH: usize = 16;
+
+impl Workbench {
+    pub(super) fn gen_side_panel(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        ui.heading("Generation models");
+        let selected = self.gen_tab.form.model;
+        for m in &self.gen_tab.models {
+            ui.group(|ui| {
+                ui.horizontal(|ui| {
+                    let name = ModelSource::Folder(m.dir.clone()).label();
+                    if ui
+                        .selectable_label(selected == Some(m.id), &name)
+                        .on_hover_text(m.dir.display().to_string())
+                        .clicked()
+                    {
+                        acts.push(Action::SelectGenModel(m.id));
+                    }
+                    if ui
+                        .small_button("x")
+                        .on_hover_text(format!("Remove {name}"))
+                        .clicked()
+                    {
+                        acts.push(Action::RemoveGenModel(m.id));
+                    }
+                });
+                match &m.state {
+                    GenState::Loading => {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label("loading…");
+                        });
+                    }
+                    GenState::Failed(e) => {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                    }
+                    GenState::Ready(info) => {
+                        let kind = match &info.kind {
+                            crate::generate::GenKind::Class { family } => {
+                                format!("class-conditional {family}")
+                            }
+                            crate::generate::GenKind::Text { sprint: true } => {
+                                "text-to-image (Sana-Sprint)".into()
+                            }
+                            crate::generate::GenKind::Text { sprint: false } => {
+                                "text-to-image (Sana)".into()
+                            }
+                        };
+                        ui.label(kind);
+                        let [c, h, w] = info.latent;
+                        ui.label(format!(
+                            "DC-AE {} · latent {c}x{h}x{w} · {:.2} M params · {}",
+                            info.autoencoder,
+                            info.params as f64 / 1e6,
+                            info.backend
+                        ));
+                    }
+                }
+            });
+        }
+        if ui
+            .button(Command::AddGenModelFolder.label())
+            .on_hover_text(Command::AddGenModelFolder.tooltip())
+            .clicked()
+        {
+            acts.push(Action::Command(Command::AddGenModelFolder));
+        }
+        ui.separator();
+        acts.extend(self.gen_form(ui));
+        ui.separator();
+        acts.extend(self.gen_queue(ui));
+        acts
+    }
+
+    fn gen_form(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        let Some((_, info)) = self.gen_tab.selected() else {
+            ui.label("Add or select a generation model to sample with.");
+            return acts;
+        };
+        let info = info.clone();
+        let text = gen_tab::is_text(&info);
+        ui.heading("Settings");
+        if text {
+            ui.label("Prompt");
+            ui.add(
+                egui::TextEdit::multiline(&mut self.gen_tab.form.prompt)
+                    .hint_text("a photo of an astronaut riding a horse")
+                    .desired_rows(3)
+                    .desired_width(f32::INFINITY),
+            );
+            if let Some(tok) = &info.tokenizer
+                && let GenerationSettings::Text(d) = &info.defaults
+            {
+                let (used, budget) = dcae::text::prompt::prompt_budget(
+                    tok,
+                    &self.gen_tab.form.prompt,
+                    &d.prompt_options,
+                );
+                let t = format!("{used} / {budget} tokens");
+                if used > budget {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        format!("{t}: the end is cut off"),
+                    );
+                } else {
+                    ui.label(t);
+                }
+            }
+            ui.label("Negative prompt");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.gen_tab.form.negative)
+                    .desired_width(f32::INFINITY),
+            );
+        } else {
+            ui.label("Classes (one image each)");
+            ui.horizontal_wrapped(|ui| {
+                for &k in &self.gen_tab.form.classes {
+                    if ui
+                        .small_button(format!("{} ×", self.gen_tab.class_name(k)))
+                        .on_hover_text(format!("class {k}: click to remove"))
+                        .clicked()
+                    {
+                        acts.push(Action::ToggleClass(k));
+                    }
+                }
+            });
+            ui.add(
+                egui::TextEdit::singleline(&mut self.gen_tab.form.class_search)
+                    .hint_text("search ImageNet classes")
+                    .desired_width(f32::INFINITY),
+            );
+            if !self.gen_tab.form.class_search.trim().is_empty() {
+                let matches = self
+                    .gen_tab
+                    .class_matches(&self.gen_tab.form.class_search, CLASS_MATCHES);
+                egui::ScrollArea::vertical()
+                    .id_salt("class-matches")
+                    .max_height(120.0)
+                    .show(ui, |ui| {
+                        for (k, name) in matches {
+                            let on = self.gen_tab.form.classes.contains(&k);
+                            if ui.selectable_label(on, format!("{k} {name}")).clicked() {
+                                acts.push(Action::ToggleClass(k));
+                            }
+                        }
+                    });
+            }
+        }
+        let form = &mut self.gen_tab.form;
+        egui::Grid::new("gen-form").num_columns(2).show(ui, |ui| {
+            let l = ui.label("Seed");
+            ui.horizontal(|ui| {
+                ui.add(egui::DragValue::new(&mut form.seed).range(0..=(1u64 << 53) - 1))
+                    .labelled_by(l.id);
+                ui.checkbox(&mut form.seed_locked, "lock")
+                    .on_hover_text("Keep this seed after a run (else a fresh one is drawn)");
+                if ui.small_button("random").on_hover_text("Random seed").clicked() {
+                    acts.push(Action::RandomSeed);
+                }
+            });
+            ui.end_row();
+            let l = ui.label("Steps");
+            ui.add(egui::DragValue::new(&mut form.steps).range(1..=1000))
+                .labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label(
+                if matches!(info.kind, crate::generate::GenKind::Text { sprint: true }) {
+                    "Guidance (embedded)"
+                } else {
+                    "CFG"
+                },
+            );
+            ui.add(
+                egui::DragValue::new(&mut form.cfg)
+                    .range(0.0..=30.0)
+                    .speed(0.05),
+            )
+            .labelled_by(l.id);
+            ui.end_row();
+            if info.pag {
+                let l = ui.label("PAG");
+                ui.add(
+                    egui::DragValue::new(&mut form.pag)
+                        .range(0.0..=20.0)
+                        .speed(0.05),
+                )
+                .labelled_by(l.id)
+                .on_hover_text("Perturbed-attention guidance; 0 = off (SanaPAGPipeline: 3.0)");
+                ui.end_row();
+            }
+            let l = ui.label("Sampler");
+            egui::ComboBox::from_id_salt("gen-sampler")
+                .selected_text(form.sampler.clone())
+                .show_ui(ui, |ui| {
+                    for s in &info.samplers {
+                        ui.selectable_value(&mut form.sampler, s.to_string(), *s);
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            ui.end_row();
+            if text {
+                let l = ui.label("Size");
+                ui.horizontal(|ui| {
+                    egui::ComboBox::from_id_salt("gen-size")
+                        .selected_text(format!("{}x{}", form.width, form.height))
+                        .show_ui(ui, |ui| {
+                            for &(w, h) in &info.sizes {
+                                if ui
+                                    .selectable_label(
+                                        (form.width, form.height) == (w, h),
+                                        format!("{w}x{h}"),
+                                    )
+                                    .clicked()
+                                {
+                                    (form.width, form.height) = (w, h);
+                                }
+                            }
+                        })
+                        .response
+                        .labelled_by(l.id);
+                    if ui.small_button("swap").on_hover_text("Swap width and height").clicked() {
+                        std::mem::swap(&mut form.width, &mut form.height);
+                    }
+                });
+                ui.end_row();
+                ui.label("Binning");
+                ui.checkbox(&mut form.binning, "nearest trained aspect ratio")
+                    .on_hover_text("Generate at the model's nearest bin, then resize back (diffusers' default)");
+                ui.end_row();
+                let l = ui.label("Batch");
+                ui.add(egui::DragValue::new(&mut form.batch).range(1..=MAX_BATCH))
+                    .labelled_by(l.id);
+                ui.end_row();
+            } else if let Some(&(w, h)) = info.sizes.first() {
+                ui.label("Size");
+                ui.label(format!("{w}x{h} (the model's own)"));
+                ui.end_row();
+            }
+        });
+        if ui
+            .add(
+                egui::Button::new("Generate")
+                    .shortcut_text(Command::Generate.shortcut_text(ui.ctx())),
+            )
+            .on_hover_text(Command::Generate.tooltip())
+            .clicked()
+        {
+            acts.push(Action::Command(Command::Generate));
+        }
+        if self.gen_tab.form.base.is_some() {
+            ui.small("settings restored from an image: Generate reproduces it");
+        }
+        acts
+    }
+
+    fn gen_queue(&self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        let running = self.gen_tab.running;
+        if running.is_none() && self.gen_tab.queue.is_empty() {
+            return acts;
+        }
+        ui.heading("Queue");
+        for job in running.iter().chain(self.gen_tab.queue.iter()) {
+            let Some(g) = self.gen_tab.jobs.get(job) else {
+                continue;
+            };
+            ui.horizontal(|ui| {
+                let title = self.gen_tab.title(&g.settings);
+                let short: String = title.chars().take(28).collect();
+                if Some(*job) == running {
+                    ui.spinner();
+                } else {
+                    if ui.small_button("up").on_hover_text("Run earlier").clicked() {
+                        acts.push(Action::MoveJob(*job, true));
+                    }
+                    if ui.small_button("down").on_hover_text("Run later").clicked() {
+                        acts.push(Action::MoveJob(*job, false));
+                    }
+                }
+                ui.label(format!("{short} · seed {}", g.settings.seed()));
+                if ui.small_button("x").on_hover_text("Cancel").clicked() {
+                    acts.push(Action::CancelJob(*job));
+                }
+            });
+        }
+        acts
+    }
+
+    /// The live preview of the running job, else the chosen result.
+    pub(super) fn gen_central(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        let ctx = ui.ctx().clone();
+        let max = ctx.input(|i| i.max_texture_side);
+        if let Some(job) = self.gen_tab.running {
+            let line = match self.tasks.get(job).map(|t| &t.state) {
+                Some(TaskState::Running {
+                    stage: "sampling",
+                    done,
+                    total,
+                }) => {
+                    let rate = self.gen_tab.jobs.get(&job).and_then(|g| {
+                        let (t, d0) = g.first_step?;
+                        step_rate(d0, *done, t.elapsed().as_secs_f64())
+                    });
+                    let rate = rate.filter(|_| !self.chrome.hide_timings);
+                    progress_text(*done, *total, rate)
+                }
+                Some(TaskState::Running { stage, done, total }) if *total > 0 => {
+                    format!("{stage} {done}/{total}")
+                }
+                Some(TaskState::Running { stage, .. }) => format!("{stage}…"),
+                _ => "starting…".into(),
+            };
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(line);
+                if ui.button("Cancel").clicked() {
+                    acts.push(Action::CancelJob(job));
+                }
+            });
+            if let Some(g) = self.gen_tab.jobs.get_mut(&job)
+                && let Some((img, tex)) = &mut g.preview
+            {
+                let t = tex.get_or_insert_with(|| {
+                    let ci = ColorImage::from_rgb(
+                        [img.width() as usize, img.height() as usize],
+                        img.as_raw(),
+                    );
+                    ctx.load_texture("gen-preview", ci, TextureOptions::LINEAR)
+                });
+                let (w, h) = match &g.settings {
+                    GenerationSettings::Text(s) => (s.width as f32, s.height as f32),
+                    GenerationSettings::Class(_) => (img.width() as f32, img.height() as f32),
+                };
+                show_fitted(ui, t.id(), vec2(w, h));
+                ui.small("preview: a linear map of the current estimate (no decoder)");
+            } else {
+                ui.label("waiting for the first step…");
+            }
+            return acts;
+        }
+        let Some(i) = self
+            .gen_tab
+            .shown
+            .filter(|&i| i < self.gen_tab.gallery.len())
+        else {
+            ui.centered_and_justified(|ui| {
+                ui.label(if self.gen_tab.models.is_empty() {
+                    "Add a generation model folder (Ctrl+Shift+M): a class-conditional model or a \
+                     Sana pipeline. Results are kept in the gallery below."
+                } else {
+                    "Pick a class or write a prompt, then Generate (Ctrl+Enter)."
+                });
+            });
+            return acts;
+        };
+        let it = &mut self.gen_tab.gallery[i];
+        let title = it.title.clone();
+        let path = it.path.display().to_string();
+        let src = it.image.clone().unwrap_or_else(|| it.thumb.clone());
+        let tex = it
+            .texture
+            .get_or_insert_with(|| super::views::texture(&ctx, "gen-result", &src, max));
+        let id = tex.id();
+        let size = vec2(src.width() as f32, src.height() as f32);
+        ui.label(format!("{title} · seed {}", it.settings.seed()));
+        ui.small(path);
+        show_fitted(ui, id, size);
+        acts
+    }
+
+    /// The gallery: search and a strip of thumbnails, newest first.
+    pub(super) fn gallery_strip(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        ui.horizontal(|ui| {
+            ui.label(format!("Gallery ({})", self.gen_tab.gallery.len()))
+                .on_hover_text(format!(
+                    "Every result, its settings in the PNG: {}",
+                    self.gen_tab.gallery_dir.display()
+                ));
+            ui.add(
+                egui::TextEdit::singleline(&mut self.gen_tab.search)
+                    .hint_text("search prompts and classes")
+                    .desired_width(240.0),
+            );
+        });
+        let ctx = ui.ctx().clone();
+        let matches = self.gen_tab.gallery_matches();
+        egui::ScrollArea::horizontal()
+            .id_salt("gallery")
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    for i in matches {
+                        let it = &mut self.gen_tab.gallery[i];
+                        let tex = thumb_texture(&ctx, it);
+                        let resp = ui
+                            .add(
+                                egui::Button::image(egui::Image::new((
+                                    tex,
+                                    vec2(it.thumb.width() as f32, it.thumb.height() as f32)
+                                        * (96.0 / it.thumb.height().max(1) as f32),
+                                )))
+                                .selected(self.gen_tab.shown == Some(i)),
+                            )
+                            .on_hover_text(format!(
+                                "{} · seed {}\n{}",
+                                it.title,
+                                it.settings.seed(),
+                                it.path.display()
+                            ));
+                        if resp.clicked() {
+                            acts.push(Action::RestoreGallery(i));
+                        }
+                    }
+                });
+            });
+        acts
+    }
+}
+
+/// A gallery item's thumbnail texture (made once).
+fn thumb_texture(ctx: &egui::Context, it: &mut gen_tab::GalleryItem) -> egui::TextureId {
+    it.thumb_texture
+        .get_or_insert_with(|| {
+            let ci = ColorImage::from_rgb(
+                [it.thumb.width() as usize, it.thumb.height() as usize],
+                it.thumb.as_raw(),
+            );
+            ctx.load_texture("thumb", ci, TextureOptions::LINEAR)
+        })
+        .id()
+}
+
+/// Draws a texture of `size` pixels as large as fits, centred.
+fn show_fitted(ui: &mut egui::Ui, tex: egui::TextureId, size: Vec2) {
+    let avail = ui.available_size();
+    let s = (avail.x / size.x).min(avail.y / size.y).max(0.01);
+    ui.vertical_centered(|ui| {
+        ui.image((tex, size * s));
+    });
+}
