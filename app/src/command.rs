@@ -107,6 +107,9 @@ impl Command {
             Command::ZoomActual => "One image pixel per screen pixel",
             Command::ToggleTiles => "Overlay the tiles large images are split into",
             Command::NextModel => "Which model the difference and latent views show",
+            Command::NextImage | Command::PrevImage => {
+                "Reconstruct tab: the next image; Generate tab: the next seed-deck entry"
+            }
             Command::SaveSheet => "PNG grid of the original and every reconstruction with metrics",
             Command::TogglePresenter => "Fullscreen, large fonts, models pre-warmed",
             Command::Tab(Tab::Reconstruct) => "Compare autoencoders on your images",
@@ -202,6 +205,11 @@ pub enum Action {
     MoveJob(JobId, bool),
     /// Show a gallery item large and restore its settings into the form.
     RestoreGallery(usize),
+    /// Run the form with every ready model of the selected model's kind, side by side.
+    CompareModels,
+    /// Add the shown result to the seed deck / remove deck entry `i`.
+    AddToDeck,
+    RemoveFromDeck(usize),
 }
 
 #[cfg(test)]

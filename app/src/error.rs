@@ -110,9 +110,39 @@ impl JobError {
     }
 }
 
+impl JobError {
+    /// What the user can do when a generation job (or a generation model load) fails.
+    pub fn generation_fix(&self) -> Option<&'static str> {
+        Some(match self.kind {
+            JobErrorKind::Cancelled => return None,
+            JobErrorKind::OutOfMemory => {
+                "use a smaller size or batch, or the CPU backend (Settings): large images are \
+                 decoded in tiles, but the sampler needs the whole latent"
+            }
+            JobErrorKind::NonFinite => "lower the guidance scale, or use the CPU backend",
+            JobErrorKind::BadInput => "change the setting the message names, then Generate",
+            JobErrorKind::Model => {
+                "the folder is missing a part: `dcae download <repo>` fetches every component \
+                 (model_index.json, scheduler, text_encoder, tokenizer, transformer, vae)"
+            }
+            JobErrorKind::Device => "try the CPU backend (Settings), then Generate again",
+            JobErrorKind::Network => "check the network (or HF_ENDPOINT / HF_TOKEN), then retry",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_errors_suggest_generation_fixes() {
+        let oom = JobError::new(JobErrorKind::OutOfMemory, "x");
+        assert!(oom.generation_fix().unwrap().contains("smaller size"));
+        let m = JobError::new(JobErrorKind::Model, "x");
+        assert!(m.generation_fix().unwrap().contains("dcae download"));
+        assert_eq!(JobError::cancelled().generation_fix(), None);
+    }
 
     #[test]
     fn engine_variants_map_to_kinds_with_fixes() {

@@ -103,6 +103,58 @@ impl Tab {
     }
 }
 
+/// A prompt template of the Generate tab: `{prompt}` stands for what the user typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StylePreset {
+    pub name: String,
+    pub template: String,
+}
+
+impl StylePreset {
+    /// The template applied to `prompt` (a template without `{prompt}` is appended to it).
+    pub fn apply(&self, prompt: &str) -> String {
+        if self.template.contains("{prompt}") {
+            self.template.replace("{prompt}", prompt)
+        } else if self.template.trim().is_empty() {
+            prompt.to_string()
+        } else {
+            format!("{prompt}, {}", self.template)
+        }
+    }
+}
+
+/// The styles a fresh install starts with (editable in the Generate tab).
+pub fn default_styles() -> Vec<StylePreset> {
+    [
+        (
+            "Photo",
+            "a photo of {prompt}, 35mm, natural light, sharp focus, high detail",
+        ),
+        (
+            "Cinematic",
+            "cinematic still of {prompt}, dramatic lighting, shallow depth of field, film grain",
+        ),
+        (
+            "Watercolor",
+            "a watercolor painting of {prompt}, soft washes, paper texture",
+        ),
+        (
+            "Line art",
+            "clean line art of {prompt}, black ink on white, minimal",
+        ),
+        (
+            "Isometric",
+            "isometric 3D render of {prompt}, soft shadows, pastel colours",
+        ),
+    ]
+    .into_iter()
+    .map(|(n, t)| StylePreset {
+        name: n.into(),
+        template: t.into(),
+    })
+    .collect()
+}
+
 /// Persisted settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -124,6 +176,10 @@ pub struct Settings {
     pub tab: Tab,
     /// Generation model folders opened in earlier runs (reloaded at start).
     pub gen_model_dirs: Vec<PathBuf>,
+    /// Prompt templates of the Generate tab.
+    pub styles: Vec<StylePreset>,
+    /// The presenter's seed deck: saved results (PNG paths, settings inside) to step through.
+    pub deck: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -142,6 +198,8 @@ impl Default for Settings {
             dark: true,
             tab: Tab::Reconstruct,
             gen_model_dirs: Vec::new(),
+            styles: default_styles(),
+            deck: Vec::new(),
         }
     }
 }
@@ -163,6 +221,20 @@ pub const KEY: &str = "dcae-workbench-settings";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn styles_wrap_or_extend_the_prompt() {
+        let s = |t: &str| StylePreset {
+            name: "s".into(),
+            template: t.into(),
+        };
+        assert_eq!(
+            s("a photo of {prompt}, 35mm").apply("a fox"),
+            "a photo of a fox, 35mm"
+        );
+        assert_eq!(s("oil painting").apply("a fox"), "a fox, oil painting");
+        assert_eq!(s("  ").apply("a fox"), "a fox");
+    }
 
     #[test]
     fn missing_fields_take_defaults() {

@@ -345,3 +345,61 @@ fn text_to_image_prompt_counter_preview_and_result() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn compare_models_side_by_side_and_step_the_seed_deck() {
+    let dir = tmp("compare");
+    let (a, b) = (dir.join("uvit-a"), dir.join("uvit-b"));
+    write_uvit(&a);
+    write_uvit(&b);
+    let gallery = dir.join("gallery");
+    let mut h = harness(startup(vec![a, b], &gallery));
+    wait_for(&mut h, "model loads", idle);
+    assert!(errors(h.state()).is_empty(), "{:?}", errors(h.state()));
+    {
+        let f = &mut h.state_mut().gen_tab.form;
+        f.classes = vec![207];
+        f.seed = 11;
+        f.seed_locked = true;
+        f.steps = 3;
+    }
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Compare models")
+        .click();
+    wait_for(&mut h, "both runs", |w| {
+        !w.busy() && w.gen_tab.gallery.len() == 2
+    });
+    assert!(errors(h.state()).is_empty(), "{:?}", errors(h.state()));
+    let g = &h.state().gen_tab.gallery;
+    assert!(g[0].group.is_some() && g[0].group == g[1].group);
+    for it in g {
+        let c = it.caption.clone().unwrap_or_default();
+        assert!(c.contains("latent 8x4x4 (16 tokens)"), "{c}");
+        assert_eq!(it.settings.seed(), 11);
+    }
+    // Both captions are on screen, side by side.
+    assert_eq!(
+        h.query_all_by_label_contains("latent 8x4x4 (16 tokens)")
+            .count(),
+        2
+    );
+
+    // The seed deck: add both results, step with the arrow keys (Generate tab).
+    let ctx = h.ctx.clone();
+    for i in 0..2 {
+        h.state_mut()
+            .apply(&ctx, dcae_app::command::Action::RestoreGallery(i));
+        h.state_mut()
+            .apply(&ctx, dcae_app::command::Action::AddToDeck);
+    }
+    assert_eq!(h.state().settings.deck.len(), 2);
+    h.state_mut().gen_tab.form.seed = 0;
+    h.key_press(egui::Key::ArrowRight);
+    h.run_steps(2);
+    assert_eq!(h.state().gen_tab.deck_pos, Some(0));
+    assert_eq!(h.state().gen_tab.form.seed, 11);
+    assert_eq!(h.state().gen_tab.shown, Some(0));
+    h.key_press(egui::Key::ArrowLeft);
+    h.run_steps(2);
+    assert_eq!(h.state().gen_tab.deck_pos, Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

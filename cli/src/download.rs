@@ -131,5 +131,17 @@ fn list(opts: &HubOptions) -> Result<()> {
             .unwrap_or_default();
         println!("{:width$}  {}{cached}", r.name, r.repo);
     }
+    println!();
+    println!(
+        "Sana text-to-image pipelines (`dcae download <repo> [--variant bf16]`, then \
+         `dcae generate --model <repo>`):"
+    );
+    for p in dcae::diffusion::sana::presets() {
+        let kind = if p.sprint { "Sana-Sprint, SCM" } else { "Sana" };
+        let cached = hub::cached_pipeline(p.repo, opts, None)?
+            .map(|d| format!("  (cached: {})", d.display()))
+            .unwrap_or_default();
+        println!("  {}  ({kind}, {} px){cached}", p.repo, p.bin_side);
+    }
     Ok(())
 }

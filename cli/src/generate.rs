@@ -52,7 +52,8 @@ pub struct GenerateArgs {
     /// Perturbed-attention guidance scale (default off).
     #[arg(long)]
     pag: Option<f32>,
-    /// Transformer blocks PAG perturbs (default 0).
+    /// Transformer blocks PAG perturbs, comma separated (default 0). Exact indices: `1` is block
+    /// 1 only (diffusers' layer regex `transformer_blocks.1` would also take blocks 10-19).
     #[arg(long = "pag-blocks", value_delimiter = ',')]
     pag_blocks: Option<Vec<usize>>,
     /// PAG defaults of diffusers or of the Sana model zoo (cfg, pag scale, block).

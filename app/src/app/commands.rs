@@ -50,6 +50,17 @@ impl Workbench {
             Action::CancelJob(job) => self.cancel_job(job),
             Action::MoveJob(job, up) => self.gen_tab.move_queued(job, up),
             Action::RestoreGallery(i) => self.restore_gallery(i),
+            Action::CompareModels => {
+                self.settings.tab = Tab::Generate;
+                self.compare_models();
+            }
+            Action::AddToDeck => self.add_to_deck(),
+            Action::RemoveFromDeck(i) => {
+                if i < self.settings.deck.len() {
+                    self.settings.deck.remove(i);
+                    self.gen_tab.deck_pos = None;
+                }
+            }
         }
     }
 
@@ -95,6 +106,9 @@ impl Workbench {
             Command::ZoomFit => self.recon.zoom.fit = true,
             Command::ZoomActual => self.recon.zoom.actual_pixels(ctx.pixels_per_point()),
             Command::ToggleTiles => self.settings.show_tiles = !self.settings.show_tiles,
+            Command::NextImage | Command::PrevImage if self.settings.tab == Tab::Generate => {
+                self.deck_step(cmd == Command::NextImage);
+            }
             Command::NextImage | Command::PrevImage => {
                 if !self.recon.images.is_empty() {
                     let n = self.recon.images.len();

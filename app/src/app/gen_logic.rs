@@ -2,7 +2,7 @@
 //! worker is free, so it can be reordered and cancelled before it starts), replies from the
 //! worker, the gallery folder and restoring settings from a PNG.
 
-use super::gen_tab::{GalleryItem, GenEntry, GenJob, GenState};
+use super::gen_tab::{self, GalleryItem, GenEntry, GenJob, GenState};
 use super::*;
 use crate::tasks::JobId;
 
@@ -72,18 +72,59 @@ impl Workbench {
             );
             return;
         };
-        let settings = match self.gen_tab.form.settings(info) {
+        let settings = match self.gen_tab.form.settings(info, &self.settings.styles) {
             Ok(s) => s,
             Err(e) => {
                 self.error(e, Some("fix the setting, then press Generate again"));
                 return;
             }
         };
+        self.queue_generation(model, settings, None);
+        self.next_seed();
+        self.dispatch_generation();
+    }
+
+    /// The same class or prompt and seed with every ready model of the selected model's kind,
+    /// one job each: the results show side by side with latent size, tokens and timings.
+    pub fn compare_models(&mut self) {
+        let Some((_, sel)) = self.gen_tab.selected() else {
+            self.error("no generation model is ready", None);
+            return;
+        };
+        let text = gen_tab::is_text(sel);
+        let runs: Vec<(u64, Result<GenerationSettings, String>)> = self
+            .gen_tab
+            .models
+            .iter()
+            .filter_map(|m| m.info().map(|i| (m.id, i)))
+            .filter(|(_, i)| gen_tab::is_text(i) == text)
+            .map(|(id, i)| (id, self.gen_tab.form.settings(i, &self.settings.styles)))
+            .collect();
+        if runs.len() < 2 {
+            self.error(
+                "comparing needs two ready models of the same kind",
+                Some("add another class-conditional (or Sana) model folder"),
+            );
+            return;
+        }
+        let group = self.id();
+        for (model, s) in runs {
+            match s {
+                Ok(s) => self.queue_generation(model, s, Some(group)),
+                Err(e) => self.error(e, Some("fix the setting, then compare again")),
+            }
+        }
+        self.next_seed();
+        self.dispatch_generation();
+    }
+
+    fn queue_generation(&mut self, model: u64, settings: GenerationSettings, group: Option<u64>) {
         let (job, _) = self.tasks.add(JobKind::Generate { model });
         self.gen_tab.jobs.insert(
             job,
             GenJob {
                 model,
+                group,
                 settings,
                 preview: None,
                 previews: 0,
@@ -93,10 +134,69 @@ impl Workbench {
             },
         );
         self.gen_tab.queue.push(job);
+    }
+
+    /// Unlocked, the next run gets a fresh seed.
+    fn next_seed(&mut self) {
         if !self.gen_tab.form.seed_locked {
             self.gen_tab.form.seed = random_seed();
         }
-        self.dispatch_generation();
+    }
+
+    /// Timings of the finished generation jobs (the screenshot log): first preview, s/step and
+    /// total seconds per job.
+    pub(super) fn gen_perf_line(&self) -> String {
+        let mut jobs: Vec<_> = self.gen_tab.jobs.iter().collect();
+        jobs.sort_by_key(|(id, _)| **id);
+        jobs.iter()
+            .filter_map(|(id, g)| match self.tasks.get(**id).map(|t| &t.state) {
+                Some(TaskState::Done(Output::Gen(r))) => Some(format!(
+                    "{}: first preview after {:.2} s, {:.4} s/step, {:.2} s in all, {} previews",
+                    self.gen_tab.title(&g.settings),
+                    g.first_preview_s.unwrap_or(f64::NAN),
+                    r.step_s,
+                    r.seconds,
+                    g.previews
+                )),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Adds the shown result to the seed deck.
+    pub(super) fn add_to_deck(&mut self) {
+        let Some(it) = self.gen_tab.shown.and_then(|i| self.gen_tab.gallery.get(i)) else {
+            self.error(
+                "no result is shown",
+                Some("generate or pick one in the gallery"),
+            );
+            return;
+        };
+        let p = it.path.clone();
+        if !self.settings.deck.contains(&p) {
+            self.settings.deck.push(p);
+        }
+        self.gen_tab.deck_pos = Some(self.settings.deck.len() - 1);
+    }
+
+    /// Shows the next (or previous) deck entry: its saved result at once, its settings in
+    /// the form (Generate re-runs it).
+    pub(super) fn deck_step(&mut self, forward: bool) {
+        let Some(pos) =
+            gen_tab::deck_step(self.gen_tab.deck_pos, self.settings.deck.len(), forward)
+        else {
+            return;
+        };
+        self.gen_tab.deck_pos = Some(pos);
+        let path = self.settings.deck[pos].clone();
+        match self.gen_tab.gallery.iter().position(|g| g.path == path) {
+            Some(i) => self.restore_gallery(i),
+            None => self.error(
+                format!("deck entry {} is not in the gallery", path.display()),
+                Some("remove it from the deck, or point --gallery at its folder"),
+            ),
+        }
     }
 
     /// Hands the next queued job to the worker when none is running there.
@@ -175,7 +275,7 @@ impl Workbench {
             Err(e) => {
                 let name = ModelSource::Folder(m.dir.clone()).label();
                 m.state = GenState::Failed(e.to_string());
-                self.report(format!("generation model {name}: {e}"), &e);
+                self.error(format!("generation model {name}: {e}"), e.generation_fix());
             }
         }
     }
@@ -206,8 +306,26 @@ impl Workbench {
         match result {
             Ok(g) => {
                 let title = self.gen_tab.title(&g.settings);
+                let job_info = self.gen_tab.jobs.get(&job);
+                let group = job_info.and_then(|j| j.group);
+                let caption = job_info.and_then(|j| self.gen_tab.model(j.model)).map(|m| {
+                    let name = ModelSource::Folder(m.dir.clone()).label();
+                    let lat = m.info().map(|i| i.latent).unwrap_or([0; 3]);
+                    let [c, h, w] = if g.latent.channels > 0 {
+                        [g.latent.channels, g.latent.height, g.latent.width]
+                    } else {
+                        lat
+                    };
+                    let mut s = format!("{name} · latent {c}x{h}x{w} ({} tokens)", h * w);
+                    if !self.chrome.hide_timings {
+                        s.push_str(&format!(" · {:.3} s/step · {:.2} s", g.step_s, g.seconds));
+                    }
+                    s
+                });
                 self.gen_tab.gallery.push(GalleryItem {
                     path: g.path.clone(),
+                    group,
+                    caption,
                     settings: g.settings.clone(),
                     title,
                     thumb: Arc::new(thumbnail(&g.image)),
@@ -219,7 +337,9 @@ impl Workbench {
                 self.tasks.finish(job, Ok(Output::Gen(g)));
             }
             Err(e) => {
-                self.report(format!("generation: {e}"), &e);
+                if !e.is_cancelled() {
+                    self.error(format!("generation: {e}"), e.generation_fix());
+                }
                 self.tasks.finish(job, Err(e));
             }
         }
@@ -250,6 +370,8 @@ impl Workbench {
                 let title = super::gen_tab::title_of(&settings, &names);
                 let item = GalleryItem {
                     path: p,
+                    group: None,
+                    caption: None,
                     settings,
                     title,
                     thumb: Arc::new(thumbnail(&img.to_rgb8())),

@@ -13,6 +13,7 @@ use dcae::pipeline::text_to_image::{TextSampler, TextToImage};
 use egui::TextureHandle;
 
 use crate::generate::{GenKind, GenModelInfo};
+use crate::settings::StylePreset;
 use crate::tasks::JobId;
 
 pub enum GenState {
@@ -58,6 +59,8 @@ pub struct GenForm {
     pub batch: usize,
     /// Sana's resolution binning: generate at the nearest trained aspect ratio, resize back.
     pub binning: bool,
+    /// The style template applied to the prompt (index into the settings' styles).
+    pub style: Option<usize>,
     /// Restored settings the form started from (`None`: the model's defaults).
     pub base: Option<GenerationSettings>,
 }
@@ -80,6 +83,7 @@ impl Default for GenForm {
             height: 1024,
             batch: 1,
             binning: true,
+            style: None,
             base: None,
         }
     }
@@ -121,8 +125,13 @@ impl GenForm {
         self.base = restored.then(|| s.clone());
     }
 
-    /// The engine settings of a run with `info`'s model.
-    pub fn settings(&self, info: &GenModelInfo) -> Result<GenerationSettings, String> {
+    /// The engine settings of a run with `info`'s model (the prompt through the chosen style
+    /// of `styles`: the PNG keeps the expanded prompt, so it replays without the style).
+    pub fn settings(
+        &self,
+        info: &GenModelInfo,
+        styles: &[StylePreset],
+    ) -> Result<GenerationSettings, String> {
         let base = match (&self.base, &info.defaults) {
             (Some(b @ GenerationSettings::Class(_)), GenerationSettings::Class(_))
             | (Some(b @ GenerationSettings::Text(_)), GenerationSettings::Text(_)) => b,
@@ -155,7 +164,10 @@ impl GenForm {
                 if let GenerationSettings::Text(d) = &info.defaults {
                     s.model = d.model.clone();
                 }
-                s.prompt = self.prompt.clone();
+                s.prompt = match self.style.and_then(|i| styles.get(i)) {
+                    Some(st) => st.apply(&self.prompt),
+                    None => self.prompt.clone(),
+                };
                 s.negative = self.negative.clone();
                 s.seed = self.seed;
                 s.steps = self.steps;
@@ -176,6 +188,10 @@ impl GenForm {
 /// A saved result of the gallery.
 pub struct GalleryItem {
     pub path: PathBuf,
+    /// The comparison this result belongs to (one run of the same settings per model).
+    pub group: Option<u64>,
+    /// Model, latent, tokens and timings, for results made in this session.
+    pub caption: Option<String>,
     pub settings: GenerationSettings,
     pub title: String,
     /// A small copy for the strip, and the full image when known.
@@ -189,6 +205,8 @@ pub struct GalleryItem {
 /// A job of the tab: its model and settings, live state.
 pub struct GenJob {
     pub model: u64,
+    /// The comparison it belongs to.
+    pub group: Option<u64>,
     pub settings: GenerationSettings,
     /// Latest preview and its texture.
     pub preview: Option<(Arc<image::RgbImage>, Option<TextureHandle>)>,
@@ -216,6 +234,8 @@ pub struct GenTab {
     pub shown: Option<usize>,
     /// ImageNet names, one list of synonyms per class id.
     pub class_names: Vec<Vec<String>>,
+    /// Position in the seed deck (the settings' `deck`).
+    pub deck_pos: Option<usize>,
 }
 
 impl GenTab {
@@ -231,6 +251,7 @@ impl GenTab {
             search: String::new(),
             shown: None,
             class_names: dcae::pipeline::classes::class_table(),
+            deck_pos: None,
         }
     }
 
@@ -285,6 +306,13 @@ impl GenTab {
         title_of(s, &self.class_names)
     }
 
+    /// Gallery indices of the comparison `group`, in the order they finished.
+    pub fn group_items(&self, group: u64) -> Vec<usize> {
+        (0..self.gallery.len())
+            .filter(|&i| self.gallery[i].group == Some(group))
+            .collect()
+    }
+
     /// Moves a queued job one place earlier (`up`) or later.
     pub fn move_queued(&mut self, job: JobId, up: bool) {
         if let Some(i) = self.queue.iter().position(|&j| j == job) {
@@ -322,6 +350,24 @@ pub fn title_of(s: &GenerationSettings, names: &[Vec<String>]) -> String {
     }
 }
 
+/// The next deck position from `pos` in a deck of `n` (wrapping), forward or back.
+pub fn deck_step(pos: Option<usize>, n: usize, forward: bool) -> Option<usize> {
+    if n == 0 {
+        return None;
+    }
+    Some(match pos {
+        None => {
+            if forward {
+                0
+            } else {
+                n - 1
+            }
+        }
+        Some(p) if forward => (p + 1) % n,
+        Some(p) => (p + n - 1) % n,
+    })
+}
+
 /// Progress text of a running job: "step 3/20 · 0.41 s/step · ETA 7 s", the rate once two
 /// steps have been seen.
 pub fn progress_text(done: u64, total: u64, step_s: Option<f64>) -> String {
@@ -357,6 +403,16 @@ mod tests {
         );
         assert_eq!(step_rate(3, 3, 1.0), None);
         assert_eq!(step_rate(1, 3, 1.0), Some(0.5));
+    }
+
+    #[test]
+    fn deck_steps_wrap() {
+        assert_eq!(deck_step(None, 0, true), None);
+        assert_eq!(deck_step(None, 3, true), Some(0));
+        assert_eq!(deck_step(None, 3, false), Some(2));
+        assert_eq!(deck_step(Some(2), 3, true), Some(0));
+        assert_eq!(deck_step(Some(0), 3, false), Some(2));
+        assert_eq!(deck_step(Some(5), 3, true), Some(0));
     }
 
     #[test]

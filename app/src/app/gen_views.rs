@@ -78,6 +78,52 @@ impl Workbench {
         acts.extend(self.gen_form(ui));
         ui.separator();
         acts.extend(self.gen_queue(ui));
+        acts.extend(self.deck_ui(ui));
+        acts
+    }
+
+    /// The presenter's seed deck: saved results stepped through with the arrow keys.
+    fn deck_ui(&self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        egui::CollapsingHeader::new(format!("Seed deck ({})", self.settings.deck.len()))
+            .id_salt("gen-deck")
+            .show(ui, |ui| {
+                ui.small(
+                    "Left/Right step through it: the saved result shows at once, its settings \
+                     fill the form",
+                );
+                for (i, p) in self.settings.deck.iter().enumerate() {
+                    ui.horizontal(|ui| {
+                        let name = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let title = self
+                            .gen_tab
+                            .gallery
+                            .iter()
+                            .find(|g| &g.path == p)
+                            .map_or(name, |g| g.title.chars().take(32).collect());
+                        let _ = ui.selectable_label(self.gen_tab.deck_pos == Some(i), title);
+                        if ui
+                            .small_button("x")
+                            .on_hover_text("Remove from the deck")
+                            .clicked()
+                        {
+                            acts.push(Action::RemoveFromDeck(i));
+                        }
+                    });
+                }
+                if ui
+                    .add_enabled(
+                        self.gen_tab.shown.is_some(),
+                        egui::Button::new("Add shown result"),
+                    )
+                    .clicked()
+                {
+                    acts.push(Action::AddToDeck);
+                }
+            });
         acts
     }
 
@@ -116,6 +162,57 @@ impl Workbench {
                     ui.label(t);
                 }
             }
+            let styles = &mut self.settings.styles;
+            let form_style = &mut self.gen_tab.form.style;
+            ui.horizontal(|ui| {
+                let l = ui.label("Style");
+                let name = form_style
+                    .and_then(|i| styles.get(i))
+                    .map_or("none".to_string(), |s| s.name.clone());
+                egui::ComboBox::from_id_salt("gen-style")
+                    .selected_text(name)
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(form_style, None, "none");
+                        for (i, s) in styles.iter().enumerate() {
+                            ui.selectable_value(form_style, Some(i), &s.name);
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id);
+            });
+            egui::CollapsingHeader::new("Edit styles")
+                .id_salt("gen-styles")
+                .show(ui, |ui| {
+                    ui.small("`{prompt}` stands for the prompt; the PNG keeps the expanded text");
+                    let mut remove = None;
+                    for (i, s) in styles.iter_mut().enumerate() {
+                        ui.horizontal(|ui| {
+                            ui.add(egui::TextEdit::singleline(&mut s.name).desired_width(80.0));
+                            if ui
+                                .small_button("x")
+                                .on_hover_text("Remove this style")
+                                .clicked()
+                            {
+                                remove = Some(i);
+                            }
+                        });
+                        ui.add(
+                            egui::TextEdit::multiline(&mut s.template)
+                                .desired_rows(2)
+                                .desired_width(f32::INFINITY),
+                        );
+                    }
+                    if let Some(i) = remove {
+                        styles.remove(i);
+                        *form_style = None;
+                    }
+                    if ui.small_button("add style").clicked() {
+                        styles.push(crate::settings::StylePreset {
+                            name: "new style".into(),
+                            template: "{prompt}".into(),
+                        });
+                    }
+                });
             ui.label("Negative prompt");
             ui.add(
                 egui::TextEdit::singleline(&mut self.gen_tab.form.negative)
@@ -248,16 +345,36 @@ impl Workbench {
                 ui.end_row();
             }
         });
-        if ui
-            .add(
-                egui::Button::new("Generate")
-                    .shortcut_text(Command::Generate.shortcut_text(ui.ctx())),
-            )
-            .on_hover_text(Command::Generate.tooltip())
-            .clicked()
-        {
-            acts.push(Action::Command(Command::Generate));
-        }
+        ui.horizontal(|ui| {
+            if ui
+                .add(
+                    egui::Button::new("Generate")
+                        .shortcut_text(Command::Generate.shortcut_text(ui.ctx())),
+                )
+                .on_hover_text(Command::Generate.tooltip())
+                .clicked()
+            {
+                acts.push(Action::Command(Command::Generate));
+            }
+            let peers = self
+                .gen_tab
+                .models
+                .iter()
+                .filter_map(|m| m.info())
+                .filter(|i| gen_tab::is_text(i) == text)
+                .count();
+            if ui
+                .add_enabled(peers >= 2, egui::Button::new("Compare models"))
+                .on_hover_text(
+                    "The same settings and seed with every ready model of this kind, side by \
+                     side with latent size, tokens and timings",
+                )
+                .on_disabled_hover_text("Add a second model of this kind to compare")
+                .clicked()
+            {
+                acts.push(Action::CompareModels);
+            }
+        });
         if self.gen_tab.form.base.is_some() {
             ui.small("settings restored from an image: Generate reproduces it");
         }
@@ -365,6 +482,24 @@ impl Workbench {
             });
             return acts;
         };
+        if let Some(group) = self.gen_tab.gallery[i].group {
+            let members = self.gen_tab.group_items(group);
+            let pending = self
+                .gen_tab
+                .queue
+                .iter()
+                .filter(|j| {
+                    self.gen_tab
+                        .jobs
+                        .get(j)
+                        .is_some_and(|g| g.group == Some(group))
+                })
+                .count();
+            if members.len() > 1 || pending > 0 {
+                self.compare_view(ui, &members, pending);
+                return acts;
+            }
+        }
         let it = &mut self.gen_tab.gallery[i];
         let title = it.title.clone();
         let path = it.path.display().to_string();
@@ -378,6 +513,45 @@ impl Workbench {
         ui.small(path);
         show_fitted(ui, id, size);
         acts
+    }
+
+    /// One comparison's results side by side, each with its caption.
+    fn compare_view(&mut self, ui: &mut egui::Ui, members: &[usize], pending: usize) {
+        let ctx = ui.ctx().clone();
+        let max = ctx.input(|i| i.max_texture_side);
+        let n = (members.len() + pending).max(1);
+        if let Some(&first) = members.first() {
+            let it = &self.gen_tab.gallery[first];
+            ui.label(format!(
+                "{} · seed {} · one run per model",
+                it.title,
+                it.settings.seed()
+            ));
+        }
+        let avail = ui.available_size();
+        let cell = vec2(avail.x / n as f32 - 8.0, avail.y - 60.0);
+        ui.horizontal_top(|ui| {
+            for &i in members {
+                let it = &mut self.gen_tab.gallery[i];
+                let src = it.image.clone().unwrap_or_else(|| it.thumb.clone());
+                let tex = it
+                    .texture
+                    .get_or_insert_with(|| super::views::texture(&ctx, "gen-result", &src, max))
+                    .id();
+                let size = vec2(src.width() as f32, src.height() as f32);
+                let s = (cell.x / size.x).min(cell.y / size.y).max(0.01);
+                ui.vertical(|ui| {
+                    ui.image((tex, size * s));
+                    ui.small(it.caption.clone().unwrap_or_default());
+                });
+            }
+            for _ in 0..pending {
+                ui.vertical(|ui| {
+                    ui.spinner();
+                    ui.label("queued");
+                });
+            }
+        });
     }
 
     /// The gallery: search and a strip of thumbnails, newest first.

@@ -447,7 +447,10 @@ impl Workbench {
                     median(&self.perf.busy_frame_ms),
                     self.perf.busy_frame_ms.iter().copied().fold(0.0, f32::max),
                     self.perf.busy_frame_ms.len(),
-                    self.first_metrics()
+                    match self.settings.tab {
+                        Tab::Reconstruct => self.first_metrics(),
+                        Tab::Generate => self.gen_perf_line(),
+                    }
                 ),
                 Err(e) => eprintln!("screenshot failed: {e}"),
             }
