@@ -236,6 +236,9 @@ pub struct GenTab {
     pub class_names: Vec<Vec<String>>,
     /// Position in the seed deck (the settings' `deck`).
     pub deck_pos: Option<usize>,
+    /// The token counter's last answer, by (model, prompt): the prompt box is drawn every
+    /// frame, the tokenizer runs only when the text changes.
+    pub token_count: Option<(u64, String, (usize, usize))>,
 }
 
 impl GenTab {
@@ -252,6 +255,7 @@ impl GenTab {
             shown: None,
             class_names: dcae::pipeline::classes::class_table(),
             deck_pos: None,
+            token_count: None,
         }
     }
 

@@ -129,7 +129,7 @@ impl Workbench {
 
     fn gen_form(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
         let mut acts = Vec::new();
-        let Some((_, info)) = self.gen_tab.selected() else {
+        let Some((model_id, info)) = self.gen_tab.selected() else {
             ui.label("Add or select a generation model to sample with.");
             return acts;
         };
@@ -147,11 +147,15 @@ impl Workbench {
             if let Some(tok) = &info.tokenizer
                 && let GenerationSettings::Text(d) = &info.defaults
             {
-                let (used, budget) = dcae::text::prompt::prompt_budget(
-                    tok,
-                    &self.gen_tab.form.prompt,
-                    &d.prompt_options,
-                );
+                let prompt = &self.gen_tab.form.prompt;
+                let (used, budget) = match &self.gen_tab.token_count {
+                    Some((m, p, v)) if *m == model_id && p == prompt => *v,
+                    _ => {
+                        let v = dcae::text::prompt::prompt_budget(tok, prompt, &d.prompt_options);
+                        self.gen_tab.token_count = Some((model_id, prompt.clone(), v));
+                        v
+                    }
+                };
                 let t = format!("{used} / {budget} tokens");
                 if used > budget {
                     ui.colored_label(
