@@ -550,3 +550,106 @@ fn diffusion_single_files_download_and_other_configs_are_refused() {
     std::fs::remove_dir_all(&cache).unwrap();
     std::fs::remove_dir_all(&other).unwrap();
 }
+
+#[test]
+fn a_plan_lists_every_file_with_its_size_before_any_weights_are_fetched() {
+    let (server, cache, opts) = setup("plan-model");
+    let plan =
+        hub::plan_download(REPO, &opts, None, &Cancel::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.kind, hub::RepoKind::Model);
+    assert_eq!(plan.commit, COMMIT);
+    let sizes: Vec<(&str, Option<u64>, bool)> = plan
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.size, f.cached))
+        .collect();
+    let len = |f: &str| std::fs::metadata(fixture_model().join(f)).unwrap().len();
+    assert_eq!(
+        sizes,
+        vec![
+            ("config.json", Some(len("config.json")), false),
+            (WEIGHTS, Some(len("model.safetensors")), false),
+        ]
+    );
+    assert_eq!(plan.missing_bytes(), plan.total_bytes());
+    // HEADs only: no body was sent.
+    assert!(
+        server.log().iter().all(|l| l.starts_with("HEAD ")),
+        "{:?}",
+        server.log()
+    );
+    assert_eq!(server.body_bytes_sent.load(Ordering::Relaxed), 0);
+    let (r, _) = download(REPO, &opts, |_, _| {});
+    r.unwrap();
+    let again = hub::plan_download(REPO, &opts, None, &Cancel::new()).unwrap();
+    assert!(again.files.iter().all(|f| f.cached), "{again:?}");
+    assert_eq!(again.missing_bytes(), 0);
+    assert_eq!(again.total_bytes(), plan.total_bytes());
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_pipeline_plan_reads_the_index_and_sizes_every_shard() {
+    use hub_server::Served;
+    let (mut files, _) = multi_file_repo("plan");
+    let small = |b: &str| Served {
+        bytes: b.as_bytes().to_vec(),
+        lfs: false,
+    };
+    let weights = std::fs::read(fixture_model().join("model.safetensors")).unwrap();
+    for (p, s) in [
+        ("scheduler/scheduler_config.json", small("{}")),
+        ("tokenizer/tokenizer.json", small("{}")),
+        ("text_encoder/config.json", small("{}")),
+        ("vae/config.json", small("{}")),
+        (
+            "transformer/diffusion_pytorch_model.safetensors",
+            Served {
+                bytes: weights.clone(),
+                lfs: true,
+            },
+        ),
+        (
+            "vae/diffusion_pytorch_model.safetensors",
+            Served {
+                bytes: weights[..weights.len() / 2].to_vec(),
+                lfs: true,
+            },
+        ),
+    ] {
+        files.insert(p.to_string(), s);
+    }
+    let expected: u64 = files.values().map(|s| s.bytes.len() as u64).sum();
+    let n_files = files.len();
+    let server = hub_server::start(files);
+    let cache = temp_cache("plan-pipeline");
+    let opts = options(&server.endpoint, &cache);
+    let plan =
+        hub::plan_download(REPO, &opts, None, &Cancel::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.kind, hub::RepoKind::Pipeline);
+    assert_eq!(plan.files.len(), n_files, "{plan:?}");
+    assert_eq!(plan.unknown_sizes(), 0);
+    assert_eq!(plan.total_bytes(), expected);
+    assert!(
+        plan.files
+            .iter()
+            .any(|f| f.path == "text_encoder/model-00002-of-00002.safetensors")
+    );
+    // The index is the only body fetched.
+    let gets: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("GET "))
+        .collect();
+    assert_eq!(
+        gets,
+        vec![format!(
+            "GET /{REPO}/resolve/{COMMIT}/text_encoder/model.safetensors.index.json"
+        )]
+    );
+    // A variant the repo lacks names the component.
+    let e = hub::plan_download(REPO, &opts, Some("bf16"), &Cancel::new()).unwrap_err();
+    assert!(e.to_string().contains("bf16"), "{e}");
+    assert!(hub::plan_download(REPO, &opts, Some("../x"), &Cancel::new()).is_err());
+    std::fs::remove_dir_all(&cache).unwrap();
+}

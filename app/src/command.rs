@@ -192,6 +192,12 @@ pub enum Action {
     /// Download this Hugging Face repo into the cache and add it.
     StartDownload(String),
     CancelDownload,
+    /// Decode the running job's current estimate (beside its cheap preview).
+    DecodeNow(JobId),
+    /// Find out what downloading a generation repo would fetch.
+    CheckGenHub(String),
+    /// Download a generation repo (pipeline or model) and add it to the Generate tab.
+    StartGenDownload(String),
     /// The Generate tab's model.
     SelectGenModel(u64),
     RemoveGenModel(u64),

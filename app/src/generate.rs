@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use dcae::burn::tensor::Device;
@@ -16,7 +17,7 @@ use dcae::pipeline::generation::GenerationSettings;
 use dcae::pipeline::preview::LatentRgb;
 use dcae::pipeline::text_to_image::{self, PipelineKind, TextToImage, TextToImagePipeline};
 use dcae::text::TextTokenizer;
-use dcae::{Backend, Cancel, DcAe, Precision};
+use dcae::{Backend, Cancel, DcAe, DecodedEstimate, Precision};
 
 use crate::analysis::Latent;
 use crate::error::{JobError, JobErrorKind};
@@ -100,9 +101,19 @@ fn fit_side(f: usize) -> u32 {
     (16 * f).clamp(256, 1024) as u32
 }
 
-/// The preview map of `ae`, fitted on the bundled photos (a few seconds at most, once per
-/// model load). `None` when fitting fails: previews are a nicety, not a requirement.
-fn fit_preview(ae: &DcAe, photos: &[&[u8]]) -> Option<LatentRgb> {
+/// The preview map of `ae`: from `cache` when a map was fitted for these weights before,
+/// else fitted on the bundled photos (seconds for a full-size autoencoder on a CPU) and kept
+/// there. `None` when fitting fails: previews are a nicety, not a requirement.
+fn fit_preview(ae: &DcAe, photos: &[&[u8]], cache: Option<&Path>) -> Option<LatentRgb> {
+    let c = ae.config.latent_channels;
+    let file = cache
+        .zip(preview_key(ae))
+        .map(|(d, k)| d.join(format!("{k}.json")));
+    if let Some(f) = &file
+        && let Some(map) = read_cached_map(f, c)
+    {
+        return Some(map);
+    }
     let side = fit_side(ae.factor());
     let imgs: Vec<RgbF32> = photos
         .iter()
@@ -117,7 +128,53 @@ fn fit_preview(ae: &DcAe, photos: &[&[u8]]) -> Option<LatentRgb> {
             ))
         })
         .collect();
-    LatentRgb::fit_autoencoder(ae, &imgs).ok()
+    let map = LatentRgb::fit_autoencoder(ae, &imgs).ok()?;
+    if let Some(f) = &file
+        && let Ok(json) = serde_json::to_vec(&map)
+    {
+        // A cache that cannot be written only costs the next load the fit.
+        let _ = f
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .ok()
+            .and_then(|_| dcae::io::write_atomic(f, &json).ok());
+    }
+    Some(map)
+}
+
+/// What a fitted map depends on: the weights file (path, size, modification time), the
+/// latent layout, the precision and the bundled photos; `None` for random weights.
+fn preview_key(ae: &DcAe) -> Option<String> {
+    let src = ae.source.as_ref()?;
+    let meta = std::fs::metadata(src).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let path = std::fs::canonicalize(src).unwrap_or_else(|_| src.clone());
+    let id = format!(
+        "preview-v1|{}|{}|{mtime}|c{}|f{}|{:?}|{}",
+        path.display(),
+        meta.len(),
+        ae.config.latent_channels,
+        ae.factor(),
+        ae.precision,
+        crate::app::SAMPLES.len()
+    );
+    Some(dcae::hub::sha256_hex(id.as_bytes())[..32].to_string())
+}
+
+/// A cached map, if the file holds one of the right shape with finite values.
+fn read_cached_map(file: &Path, channels: usize) -> Option<LatentRgb> {
+    let bytes = std::fs::read(file).ok()?;
+    let map: LatentRgb = serde_json::from_slice(&bytes).ok()?;
+    let ok = map.channels == channels
+        && map.weights.len() == 3 * channels
+        && map.weights.iter().chain(&map.bias).all(|v| v.is_finite());
+    ok.then_some(map)
 }
 
 fn model_err(e: &dcae::Error) -> JobError {
@@ -131,6 +188,7 @@ pub(crate) fn load_gen_model(
     device: &Device,
     backend: Backend,
     photos: &[&[u8]],
+    preview_cache: Option<&Path>,
 ) -> Result<(GenModel, GenModelInfo), JobError> {
     let name = crate::worker::ModelSource::Folder(dir.to_path_buf()).label();
     if dir.join("model_index.json").is_file() {
@@ -155,7 +213,7 @@ pub(crate) fn load_gen_model(
                 .folder
                 .vae(device, Precision::F32)
                 .map_err(|e| model_err(&e))?;
-            fit_preview(&ae, photos)
+            fit_preview(&ae, photos, preview_cache)
         };
         let mut params = 0u64;
         for c in ["text_encoder", "transformer", "vae"] {
@@ -203,7 +261,7 @@ pub(crate) fn load_gen_model(
         },
     );
     let loaded = guarded(|| class_to_image::load(&defaults, device))?;
-    let preview = fit_preview(&loaded.ae, photos);
+    let preview = fit_preview(&loaded.ae, photos, preview_cache);
     let chw = loaded.net.config.latent_chw();
     let family = loaded.net.config.family;
     let info = GenModelInfo {
@@ -258,21 +316,35 @@ fn size_presets(sprint: bool, sample_size: usize, f: usize) -> Vec<(usize, usize
     }
 }
 
-/// What a generation job reports besides its steps.
-pub(crate) struct PreviewSink<'a> {
+/// Where a generation job reports: steps, previews of the estimate, and the estimate decoded
+/// when `decode_wanted` is set (the UI's "Decode now"; cleared once it is done).
+pub(crate) struct GenReports<'a> {
     /// `(stage, done, total)` of every update.
     pub progress: &'a mut dyn FnMut(&str, u64, u64),
     /// A preview image of the first item's estimate.
     pub preview: &'a mut dyn FnMut(image::RgbImage),
-    pub map: Option<&'a LatentRgb>,
-    /// Latent `[C, H, W]` of one item and the scaling factor the network's latents carry.
-    pub chw: [usize; 3],
-    pub scaling: f32,
+    /// The first item's estimate through the decoder, at sampling step `.0`.
+    pub decoded: &'a mut dyn FnMut(u64, Result<image::RgbImage, String>),
+    pub decode_wanted: &'a AtomicBool,
 }
 
-impl dcae::Progress for PreviewSink<'_> {
+/// The engine-facing sink of a job: [`GenReports`] plus the preview map and latent layout.
+struct PreviewSink<'a, 'b> {
+    reports: &'a mut GenReports<'b>,
+    map: Option<&'a LatentRgb>,
+    /// Latent `[C, H, W]` of one item and the scaling factor the network's latents carry.
+    chw: [usize; 3],
+    scaling: f32,
+    /// The last sampling step reported.
+    step: u64,
+}
+
+impl dcae::Progress for PreviewSink<'_, '_> {
     fn update(&mut self, stage: &str, done: u64, total: u64) {
-        (self.progress)(stage, done, total);
+        if stage == "sampling" {
+            self.step = done;
+        }
+        (self.reports.progress)(stage, done, total);
     }
 
     fn wants_estimate(&self) -> bool {
@@ -289,8 +361,28 @@ impl dcae::Progress for PreviewSink<'_> {
         if let Ok(rgb) = map.apply(&z, h, w)
             && let Some(img) = image::RgbImage::from_raw(w as u32, h as u32, rgb)
         {
-            (self.preview)(img);
+            (self.reports.preview)(img);
         }
+    }
+
+    fn wants_decode(&self) -> bool {
+        self.reports.decode_wanted.load(Ordering::Relaxed)
+    }
+
+    fn decoded(&mut self, image: Result<DecodedEstimate, String>) {
+        self.reports.decode_wanted.store(false, Ordering::Relaxed);
+        let img = image.and_then(|d| {
+            let one = class_to_image::Images {
+                pixels: d.pixels,
+                n: 1,
+                height: d.height,
+                width: d.width,
+            };
+            let (rgb, w, h) = class_to_image::grid(&one, 1);
+            image::RgbImage::from_raw(w as u32, h as u32, rgb)
+                .ok_or_else(|| "the decoded estimate has a bad size".to_string())
+        });
+        (self.reports.decoded)(self.step, img);
     }
 }
 
@@ -312,18 +404,29 @@ pub(crate) fn run_generation(
     model: &mut GenModel,
     settings: &GenerationSettings,
     gallery: &Path,
-    sink_progress: &mut dyn FnMut(&str, u64, u64),
-    sink_preview: &mut dyn FnMut(image::RgbImage),
+    reports: GenReports<'_>,
     cancel: &Cancel,
 ) -> Result<Generation, JobError> {
     let t0 = Instant::now();
     let mut sampling: Option<(Instant, u64)> = None;
+    let GenReports {
+        progress: sink_progress,
+        preview,
+        decoded,
+        decode_wanted,
+    } = reports;
     let mut progress = |stage: &str, done: u64, total: u64| {
         if stage == "sampling" {
             let s = sampling.get_or_insert((Instant::now(), total));
             s.1 = total;
         }
         sink_progress(stage, done, total);
+    };
+    let mut reports = GenReports {
+        progress: &mut progress,
+        preview,
+        decoded,
+        decode_wanted,
     };
     let (png, grid, latent, settings) = match (model, settings) {
         (
@@ -339,18 +442,25 @@ pub(crate) fn run_generation(
             s.model = dcae::pipeline::settings::absolute(dir);
             let chw = loaded.net.config.latent_chw();
             let scaling = loaded.scaling_factor as f32;
-            let map = preview.as_ref();
             let mut sink = PreviewSink {
-                progress: &mut progress,
-                preview: sink_preview,
-                map,
+                reports: &mut reports,
+                map: preview.as_ref(),
                 chw,
                 scaling,
+                step: 0,
             };
-            let images = guarded(|| class_to_image::run(loaded, &s, &mut sink, cancel))?;
+            let (images, z) =
+                guarded(|| class_to_image::run_with_latents(loaded, &s, &mut sink, cancel))?;
             let png = guarded(|| class_to_image::grid_png(&images, &s))?;
             let (rgb, w, h) = class_to_image::grid(&images, s.cols);
-            (png, (rgb, w, h), None, GenerationSettings::Class(s))
+            let per: usize = chw.iter().product();
+            let latent = Latent {
+                channels: chw[0],
+                height: chw[1],
+                width: chw[2],
+                data: z[..per.min(z.len())].to_vec(),
+            };
+            (png, (rgb, w, h), Some(latent), GenerationSettings::Class(s))
         }
         (
             GenModel::Text {
@@ -365,11 +475,11 @@ pub(crate) fn run_generation(
             let (gh, gw) = guarded(|| pipe.generation_size(s, &sana))?;
             let chw = [sana.in_channels, gh / f, gw / f];
             let mut sink = PreviewSink {
-                progress: &mut progress,
-                preview: sink_preview,
+                reports: &mut reports,
                 map: preview.as_ref(),
                 chw,
                 scaling: *scaling,
+                step: 0,
             };
             let g = guarded(|| pipe.run(s, &mut sink, cancel))?;
             let png = guarded(|| text_to_image::png(&g, s))?;
@@ -440,6 +550,33 @@ mod tests {
         assert_eq!(b, d.join("x-2.png"));
         std::fs::write(&b, b"2").unwrap();
         assert_eq!(fresh_path(&d, "x"), d.join("x-3.png"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn cached_preview_maps_are_checked_before_use() {
+        let d = std::env::temp_dir().join(format!("dcae-prevmap-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("m.json");
+        let map = LatentRgb {
+            channels: 2,
+            weights: vec![0.5, -0.25, 1.0, 0.0, 0.125, 2.0],
+            bias: [0.1, 0.2, 0.3],
+        };
+        std::fs::write(&f, serde_json::to_vec(&map).unwrap()).unwrap();
+        assert_eq!(read_cached_map(&f, 2), Some(map.clone()));
+        // Another latent width, a truncated file, a non-finite value: refit instead.
+        assert_eq!(read_cached_map(&f, 3), None);
+        std::fs::write(&f, b"{\"channels\": 2, \"weights\": [").unwrap();
+        assert_eq!(read_cached_map(&f, 2), None);
+        let bad = LatentRgb {
+            weights: vec![f32::NAN; 6],
+            ..map
+        };
+        let text = serde_json::to_string(&bad).unwrap();
+        std::fs::write(&f, text).unwrap();
+        assert_eq!(read_cached_map(&f, 2), None);
+        assert_eq!(read_cached_map(&d.join("missing.json"), 2), None);
         let _ = std::fs::remove_dir_all(&d);
     }
 

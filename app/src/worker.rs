@@ -21,7 +21,9 @@ use dcae::{Backend, Cancel, DcAe, DcAeConfig, Precision};
 
 use crate::analysis::Latent;
 use crate::error::{JobError, JobErrorKind};
-use crate::generate::{GenModel, GenModelInfo, Generation, load_gen_model, run_generation};
+use crate::generate::{
+    GenModel, GenModelInfo, GenReports, Generation, load_gen_model, run_generation,
+};
 use crate::tasks::JobId;
 use dcae::pipeline::generation::GenerationSettings;
 
@@ -122,6 +124,8 @@ pub enum Job {
     LoadGen {
         model: u64,
         dir: PathBuf,
+        /// Where fitted preview maps are kept between runs.
+        preview_cache: Option<PathBuf>,
     },
     UnloadGen {
         model: u64,
@@ -133,6 +137,9 @@ pub enum Job {
         settings: Box<GenerationSettings>,
         gallery: PathBuf,
         cancel: Cancel,
+        /// Set by the UI's "Decode now": the estimate goes through the decoder after the
+        /// step in progress.
+        decode: Arc<std::sync::atomic::AtomicBool>,
     },
     /// Backend and LPIPS weights for everything that follows (models reload on a change).
     Configure {
@@ -175,6 +182,12 @@ pub enum Reply {
     GenPreview {
         job: JobId,
         image: Arc<image::RgbImage>,
+    },
+    /// The estimate of a generation job's first image through the decoder, at `step`.
+    GenDecoded {
+        job: JobId,
+        step: u64,
+        image: std::result::Result<Arc<image::RgbImage>, String>,
     },
     Generated {
         job: JobId,
@@ -219,6 +232,8 @@ struct Worker {
     device: Option<Device>,
     models: HashMap<u64, (ModelSource, DcAe)>,
     gen_models: HashMap<u64, (PathBuf, GenModel)>,
+    /// Where fitted preview maps are kept (the UI names it with each generation model).
+    preview_cache: Option<PathBuf>,
     lpips_path: Option<PathBuf>,
     lpips: Option<std::result::Result<Lpips, String>>,
 }
@@ -230,6 +245,7 @@ impl Worker {
             device: None,
             models: HashMap::new(),
             gen_models: HashMap::new(),
+            preview_cache: None,
             lpips_path: None,
             lpips: None,
         }
@@ -278,7 +294,12 @@ impl Worker {
                     self.models.remove(&model);
                     true
                 }
-                Job::LoadGen { model, dir } => {
+                Job::LoadGen {
+                    model,
+                    dir,
+                    preview_cache,
+                } => {
+                    self.preview_cache = preview_cache;
                     let result = self.load_gen(model, &dir);
                     send(Reply::GenLoaded { model, result })
                 }
@@ -292,6 +313,7 @@ impl Worker {
                     settings,
                     gallery,
                     cancel,
+                    decode,
                 } => {
                     let result = match self.gen_models.get_mut(&model) {
                         None => Err(JobError::new(
@@ -319,15 +341,21 @@ impl Worker {
                                     image: Arc::new(img),
                                 });
                             };
-                            run_generation(
-                                m,
-                                &settings,
-                                &gallery,
-                                &mut progress,
-                                &mut preview,
-                                &cancel,
-                            )
-                            .map(Box::new)
+                            let mut decoded =
+                                |step: u64, r: std::result::Result<image::RgbImage, String>| {
+                                    send(Reply::GenDecoded {
+                                        job,
+                                        step,
+                                        image: r.map(Arc::new),
+                                    });
+                                };
+                            let reports = GenReports {
+                                progress: &mut progress,
+                                preview: &mut preview,
+                                decoded: &mut decoded,
+                                decode_wanted: &decode,
+                            };
+                            run_generation(m, &settings, &gallery, reports, &cancel).map(Box::new)
                         }
                     };
                     send(Reply::Generated { job, result })
@@ -434,8 +462,9 @@ impl Worker {
             .map_err(|e| JobError::new(JobErrorKind::Device, format!("{e:#}")))?;
         let photos: Vec<&[u8]> = crate::app::SAMPLES.iter().map(|(_, b)| *b).collect();
         let backend = self.backend;
+        let cache = self.preview_cache.clone();
         let (m, info) = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            load_gen_model(dir, &device, backend, &photos)
+            load_gen_model(dir, &device, backend, &photos, cache.as_deref())
         })) {
             Ok(r) => r?,
             // Loading runs engine code that may panic (a failed allocation): typed like the rest.

@@ -213,7 +213,7 @@ fn class_conditional_previews_cancel_queue_gallery_restore_and_drop() {
     assert_eq!((s.classes.clone(), s.seed, s.steps), (vec![207, 281], 5, 6));
     let device = dcae::Backend::Cpu.device().unwrap();
     let mut loaded = dcae::pipeline::class_to_image::load(&s, &device).unwrap();
-    let imgs = dcae::pipeline::class_to_image::run(
+    let (imgs, z) = dcae::pipeline::class_to_image::run_with_latents(
         &mut loaded,
         &s,
         &mut dcae::task::Silent,
@@ -222,6 +222,26 @@ fn class_conditional_previews_cancel_queue_gallery_restore_and_drop() {
     .unwrap();
     let (rgb, _, _) = dcae::pipeline::class_to_image::grid(&imgs, s.cols);
     assert_eq!(rgb, px, "replay differs from the app's result");
+    // The first image's final latent is kept for the inspector: the replay's, unscaled.
+    let lat = h.state().gen_tab.gallery[0]
+        .latent
+        .clone()
+        .expect("the result keeps its latent");
+    assert_eq!((lat.channels, lat.height, lat.width), (8, 4, 4));
+    assert_eq!(lat.data, z[..128].to_vec());
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Latent")
+        .click();
+    h.run_steps(2);
+    h.get_by_label_contains("latent 8x4x4 = 128 values");
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Image")
+        .click();
+    h.run_steps(2);
+    assert!(!h.state().gen_tab.show_latent);
+    // The preview map was fitted once and kept beside the gallery for the next load.
+    let maps = std::fs::read_dir(dir.join("preview-maps"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(maps, 1, "one cached preview map");
 
     // A long job is cancelled within a step of the first preview; a queued one never runs;
     // the queue reorders.
@@ -244,6 +264,18 @@ fn class_conditional_previews_cancel_queue_gallery_restore_and_drop() {
     wait_for(&mut h, "a preview of the long job", |w| {
         w.gen_tab.jobs[&long].previews > 0
     });
+    // A full decode of the estimate on demand, shown beside the live preview.
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Decode now")
+        .click();
+    wait_for(&mut h, "the decoded estimate", |w| {
+        w.gen_tab.jobs[&long].decoded.is_some()
+    });
+    let (step, img, _) = h.state().gen_tab.jobs[&long].decoded.clone().unwrap();
+    assert!((1..1000).contains(&step), "decoded at step {step}");
+    assert_eq!(img.dimensions(), (128, 128));
+    assert!(!h.state().gen_tab.jobs[&long].decoding());
+    h.get_by_label_contains(&format!("decoded at step {step}"));
+    assert!(errors(h.state()).is_empty(), "{:?}", errors(h.state()));
     // The Cancel button of the running job.
     h.get_by_role_and_label(egui::accesskit::Role::Button, "Cancel")
         .click();

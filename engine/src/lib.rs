@@ -57,7 +57,7 @@ pub use autoencoder::{DcAe, DcAeConfig};
 pub use backend::Backend;
 pub use error::{Error, Result};
 pub use nn::Trace;
-pub use task::{Cancel, Progress};
+pub use task::{Cancel, DecodedEstimate, Progress};
 pub use weights::Precision;
 
 pub use burn;

@@ -23,6 +23,26 @@ pub trait Progress {
     /// A sampler's current estimate of the clean latent (as the network sees it, scaled;
     /// rows of the batch first, then any guidance rows), after each step. Live previews.
     fn estimate(&mut self, _latent: &[f32]) {}
+
+    /// Whether the current estimate should be decoded to pixels now (a full decode on demand
+    /// beside the cheap previews): a pipeline that holds the autoencoder asks after each step,
+    /// decodes the first item's estimate and hands it to [`Progress::decoded`].
+    fn wants_decode(&self) -> bool {
+        false
+    }
+
+    /// The first item's estimate through the decoder: RGB `[3, H, W]` planar in [-1, 1], or
+    /// why it could not be decoded (sampling goes on either way).
+    fn decoded(&mut self, _image: std::result::Result<DecodedEstimate, String>) {}
+}
+
+/// An estimate decoded on demand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedEstimate {
+    /// `[3, height, width]` planar, in [-1, 1].
+    pub pixels: Vec<f32>,
+    pub height: usize,
+    pub width: usize,
 }
 
 impl<F: FnMut(&str, u64, u64)> Progress for F {

@@ -23,6 +23,9 @@ impl Workbench {
             Action::FocusModel(id) => self.recon.focus = Some(id),
             Action::RemoveModel(id) => self.remove_model(id),
             Action::StartDownload(repo) => self.start_download(repo),
+            Action::CheckGenHub(repo) => self.check_gen_hub(repo),
+            Action::DecodeNow(job) => self.decode_now(job),
+            Action::StartGenDownload(repo) => self.start_gen_download(repo),
             Action::CancelDownload => {
                 if let Some(d) = &self.download {
                     d.cancel.cancel();

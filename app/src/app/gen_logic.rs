@@ -19,6 +19,39 @@ fn thumbnail(img: &image::RgbImage) -> image::RgbImage {
     )
 }
 
+/// The cached snapshot of a generation repo: a complete pipeline, else a complete model.
+fn cached_generation(repo: &str, opts: &dcae::hub::HubOptions) -> dcae::Result<Option<PathBuf>> {
+    Ok(match dcae::hub::cached_pipeline(repo, opts, None)? {
+        Some(d) => Some(d),
+        None => dcae::hub::cached_model(repo, opts)?,
+    })
+}
+
+/// Bytes of the files under `dir`, links followed (a cache snapshot links into `blobs/`).
+fn dir_size(dir: &Path) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut folders = 0;
+    while let Some(d) = stack.pop() {
+        // A link back up the tree must not make this endless.
+        folders += 1;
+        if folders > 10_000 {
+            break;
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match std::fs::metadata(e.path()) {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => n += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    n
+}
+
 impl Workbench {
     /// Loads a generation model folder on the worker (once per folder).
     pub fn add_gen_model(&mut self, dir: PathBuf) {
@@ -36,7 +69,66 @@ impl Workbench {
             self.settings.gen_model_dirs.push(dir.clone());
         }
         self.gen_tab.form.model.get_or_insert(id);
-        self.send(Job::LoadGen { model: id, dir });
+        // Fitted preview maps live beside the gallery (both in the app's data folder).
+        let preview_cache = self
+            .gen_tab
+            .gallery_dir
+            .parent()
+            .map(|p| p.join("preview-maps"));
+        self.send(Job::LoadGen {
+            model: id,
+            dir,
+            preview_cache,
+        });
+    }
+
+    /// Finds out, on a helper thread, whether `repo` is in the cache (and its size there) or
+    /// what a download would fetch (HEAD requests; an index json is read for its shards).
+    pub fn check_gen_hub(&mut self, repo: String) {
+        if matches!(
+            self.gen_tab.hub.plans.get(&repo),
+            Some(gen_tab::HubPlan::Checking)
+        ) {
+            return;
+        }
+        self.gen_tab
+            .hub
+            .plans
+            .insert(repo.clone(), gen_tab::HubPlan::Checking);
+        let tx = self.events_tx.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            let plan = (|| -> dcae::Result<gen_tab::HubPlan> {
+                let opts = dcae::hub::HubOptions::from_env()?;
+                if let Some(d) = cached_generation(&repo, &opts)? {
+                    let n = dir_size(&d);
+                    return Ok(gen_tab::HubPlan::Cached(d, n));
+                }
+                dcae::hub::plan_download(&repo, &opts, None, &Cancel::new())
+                    .map(gen_tab::HubPlan::Remote)
+            })()
+            .unwrap_or_else(|e| gen_tab::HubPlan::Failed(e.to_string()));
+            let _ = tx.send(UiEvent::Plan(repo, plan));
+            ctx.request_repaint();
+        });
+    }
+
+    /// Downloads a generation repo (a diffusers pipeline or a model folder, whichever it is)
+    /// into the Hugging Face cache and adds it to the tab's models.
+    pub fn start_gen_download(&mut self, repo: String) {
+        self.spawn_download(repo, true, |repo, opts, progress, cancel| {
+            if let Some(d) = cached_generation(repo, opts)? {
+                return Ok(d);
+            }
+            match dcae::hub::plan_download(repo, opts, None, cancel)?.kind {
+                dcae::hub::RepoKind::Pipeline => {
+                    dcae::hub::download_pipeline(repo, opts, None, progress, cancel)
+                }
+                dcae::hub::RepoKind::Model => {
+                    dcae::hub::download_model(repo, opts, progress, cancel)
+                }
+            }
+        });
     }
 
     pub(super) fn remove_gen_model(&mut self, id: u64) {
@@ -131,6 +223,8 @@ impl Workbench {
                 first_step: None,
                 started: None,
                 first_preview_s: None,
+                decode: Arc::default(),
+                decoded: None,
             },
         );
         self.gen_tab.queue.push(job);
@@ -212,6 +306,7 @@ impl Workbench {
             };
             g.started = Some(Instant::now());
             let (model, settings) = (g.model, Box::new(g.settings.clone()));
+            let decode = g.decode.clone();
             self.gen_tab.running = Some(job);
             self.tasks.progress(job, "starting", 0, 0);
             let gallery = self.gen_tab.gallery_dir.clone();
@@ -221,7 +316,35 @@ impl Workbench {
                 settings,
                 gallery,
                 cancel,
+                decode,
             });
+        }
+    }
+
+    /// Asks the running job to put its current estimate through the decoder after the step
+    /// it is in (beside the cheap preview).
+    pub fn decode_now(&mut self, job: JobId) {
+        if let Some(g) = self.gen_tab.jobs.get(&job) {
+            g.decode.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn on_gen_decoded(
+        &mut self,
+        job: JobId,
+        step: u64,
+        image: Result<Arc<image::RgbImage>, String>,
+    ) {
+        match image {
+            Ok(img) => {
+                if let Some(g) = self.gen_tab.jobs.get_mut(&job) {
+                    g.decoded = Some((step, img, None));
+                }
+            }
+            Err(e) => self.error(
+                format!("decoding the estimate at step {step}: {e}"),
+                Some("sampling goes on; try a smaller size or the f32c32 model"),
+            ),
         }
     }
 
@@ -332,6 +455,8 @@ impl Workbench {
                     image: Some(g.image.clone()),
                     texture: None,
                     thumb_texture: None,
+                    latent: (g.latent.channels > 0).then(|| Arc::new(g.latent.clone())),
+                    latent_tex: None,
                 });
                 self.gen_tab.shown = Some(self.gen_tab.gallery.len() - 1);
                 self.tasks.finish(job, Ok(Output::Gen(g)));
@@ -378,6 +503,8 @@ impl Workbench {
                     image: None,
                     texture: None,
                     thumb_texture: None,
+                    latent: None,
+                    latent_tex: None,
                 };
                 let _ = tx.send(UiEvent::Gallery(Box::new(item)));
                 ctx.request_repaint();

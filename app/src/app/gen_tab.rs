@@ -200,6 +200,10 @@ pub struct GalleryItem {
     /// The large view's texture (of `image`, else of `thumb`) and the strip's.
     pub texture: Option<TextureHandle>,
     pub thumb_texture: Option<TextureHandle>,
+    /// The first image's final latent (unscaled), for results made in this session.
+    pub latent: Option<Arc<crate::analysis::Latent>>,
+    /// The latent inspector's textures of it.
+    pub latent_tex: Option<(TextureHandle, TextureHandle, usize)>,
 }
 
 /// A job of the tab: its model and settings, live state.
@@ -217,10 +221,102 @@ pub struct GenJob {
     pub started: Option<Instant>,
     /// Seconds from the job's start to its first preview.
     pub first_preview_s: Option<f64>,
+    /// Set to ask the worker for a full decode of the estimate ("Decode now"); the worker
+    /// clears it when the decode is done.
+    pub decode: Arc<std::sync::atomic::AtomicBool>,
+    /// The latest full decode: its step, image and texture.
+    pub decoded: Option<(u64, Arc<image::RgbImage>, Option<TextureHandle>)>,
+}
+
+impl GenJob {
+    /// A decode was asked for and has not come back yet.
+    pub fn decoding(&self) -> bool {
+        self.decode.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// What the hub section knows about a repo's download.
+#[derive(Debug, Clone)]
+pub enum HubPlan {
+    Checking,
+    /// Already in the cache: its folder and size on disk.
+    Cached(PathBuf, u64),
+    /// What a download would fetch.
+    Remote(dcae::hub::DownloadPlan),
+    Failed(String),
+}
+
+/// The Generate tab's hub section: the registered generation repos (or any repo id typed in)
+/// with their download size, checked once per repo.
+#[derive(Default)]
+pub struct GenHub {
+    pub choice: usize,
+    /// A repo id typed in; used instead of the list when not empty.
+    pub custom: String,
+    pub plans: HashMap<String, HubPlan>,
+}
+
+impl GenHub {
+    /// The repo the section is about.
+    pub fn repo(&self, repos: &[dcae::hub::GenerationRepo]) -> Option<String> {
+        let c = self.custom.trim();
+        if !c.is_empty() {
+            return Some(c.to_string());
+        }
+        repos.get(self.choice).map(|r| r.repo.clone())
+    }
+}
+
+/// Bytes for people: "812 B", "41.3 KB", "1.23 GB".
+pub fn human_bytes(n: u64) -> String {
+    let f = n as f64;
+    if n < 1000 {
+        format!("{n} B")
+    } else if f < 1e6 {
+        format!("{:.1} KB", f / 1e3)
+    } else if f < 1e9 {
+        format!("{:.1} MB", f / 1e6)
+    } else {
+        format!("{:.2} GB", f / 1e9)
+    }
+}
+
+/// What the hub section says about a plan.
+pub fn plan_text(plan: &HubPlan) -> String {
+    match plan {
+        HubPlan::Checking => "checking the size…".into(),
+        HubPlan::Cached(_, n) => format!("in the cache: {} on disk", human_bytes(*n)),
+        HubPlan::Remote(p) => {
+            let kind = match p.kind {
+                dcae::hub::RepoKind::Model => "model",
+                dcae::hub::RepoKind::Pipeline => "pipeline",
+            };
+            let unknown = match p.unknown_sizes() {
+                0 => String::new(),
+                k => format!(" + {k} of unknown size"),
+            };
+            if p.missing_bytes() == 0 && unknown.is_empty() {
+                format!(
+                    "{kind}, {} files, {}: all in the cache",
+                    p.files.len(),
+                    human_bytes(p.total_bytes())
+                )
+            } else {
+                format!(
+                    "{kind}, {} files: {} to download{unknown} ({} on disk)",
+                    p.files.len(),
+                    human_bytes(p.missing_bytes()),
+                    human_bytes(p.total_bytes())
+                )
+            }
+        }
+        HubPlan::Failed(e) => e.clone(),
+    }
 }
 
 pub struct GenTab {
     pub models: Vec<GenEntry>,
+    pub hub: GenHub,
     pub form: GenForm,
     /// Jobs waiting for the worker, in run order (reorderable).
     pub queue: Vec<JobId>,
@@ -239,12 +335,16 @@ pub struct GenTab {
     /// The token counter's last answer, by (model, prompt): the prompt box is drawn every
     /// frame, the tokenizer runs only when the text changes.
     pub token_count: Option<(u64, String, (usize, usize))>,
+    /// The shown result's final latent in the latent inspector, instead of its image.
+    pub show_latent: bool,
+    pub latent_channel: usize,
 }
 
 impl GenTab {
     pub fn new(gallery_dir: PathBuf) -> Self {
         Self {
             models: Vec::new(),
+            hub: GenHub::default(),
             form: GenForm::default(),
             queue: Vec::new(),
             running: None,
@@ -256,6 +356,8 @@ impl GenTab {
             class_names: dcae::pipeline::classes::class_table(),
             deck_pos: None,
             token_count: None,
+            show_latent: false,
+            latent_channel: 0,
         }
     }
 
@@ -407,6 +509,44 @@ mod tests {
         );
         assert_eq!(step_rate(3, 3, 1.0), None);
         assert_eq!(step_rate(1, 3, 1.0), Some(0.5));
+    }
+
+    #[test]
+    fn bytes_and_plans_read_as_people_say_them() {
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(41_300), "41.3 KB");
+        assert_eq!(human_bytes(6_400_000_000), "6.40 GB");
+        let file = |size, cached| dcae::hub::RemoteFile {
+            path: "f".into(),
+            size,
+            cached,
+        };
+        let plan = |files| {
+            HubPlan::Remote(dcae::hub::DownloadPlan {
+                repo: "a/b".into(),
+                commit: "0".repeat(40),
+                kind: dcae::hub::RepoKind::Pipeline,
+                files,
+            })
+        };
+        assert_eq!(
+            plan_text(&plan(vec![
+                file(Some(2_000_000), false),
+                file(Some(500), true)
+            ])),
+            "pipeline, 2 files: 2.0 MB to download (2.0 MB on disk)"
+        );
+        assert_eq!(
+            plan_text(&plan(vec![file(Some(500), true)])),
+            "pipeline, 1 files, 500 B: all in the cache"
+        );
+        assert!(plan_text(&plan(vec![file(None, false)])).contains("1 of unknown size"));
+        let hub = GenHub {
+            custom: "  org/x ".into(),
+            ..GenHub::default()
+        };
+        assert_eq!(hub.repo(&[]), Some("org/x".into()));
+        assert_eq!(GenHub::default().repo(&[]), None);
     }
 
     #[test]

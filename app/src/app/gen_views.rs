@@ -74,11 +74,112 @@ impl Workbench {
         {
             acts.push(Action::Command(Command::AddGenModelFolder));
         }
+        acts.extend(self.gen_hub_ui(ui));
         ui.separator();
         acts.extend(self.gen_form(ui));
         ui.separator();
         acts.extend(self.gen_queue(ui));
         acts.extend(self.deck_ui(ui));
+        acts
+    }
+
+    /// Generation models from Hugging Face: the registered class-conditional checkpoints and
+    /// the Sana pipelines (or any repo id), with the size on disk before downloading.
+    fn gen_hub_ui(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        let repos = dcae::hub::generation_repos();
+        egui::CollapsingHeader::new("From Hugging Face")
+            .id_salt("gen-hub")
+            .show(ui, |ui| {
+                let hub = &mut self.gen_tab.hub;
+                hub.choice = hub.choice.min(repos.len().saturating_sub(1));
+                let short = |r: &dcae::hub::GenerationRepo| {
+                    r.repo.rsplit('/').next().unwrap_or(&r.repo).to_string()
+                };
+                let label = ui.label("Repo");
+                egui::ComboBox::from_id_salt("gen-hub-repo")
+                    .width(ui.available_width() - 8.0)
+                    .selected_text(repos.get(hub.choice).map(short).unwrap_or_default())
+                    .show_ui(ui, |ui| {
+                        for (i, r) in repos.iter().enumerate() {
+                            ui.selectable_value(&mut hub.choice, i, short(r))
+                                .on_hover_text(format!("{}\n{}", r.repo, r.detail));
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                if hub.custom.trim().is_empty()
+                    && let Some(r) = repos.get(hub.choice)
+                {
+                    ui.small(&r.detail);
+                }
+                let label = ui.label("or repo id");
+                ui.add(
+                    egui::TextEdit::singleline(&mut hub.custom)
+                        .hint_text("org/name")
+                        .desired_width(f32::INFINITY),
+                )
+                .labelled_by(label.id);
+                let Some(repo) = hub.repo(&repos) else {
+                    return;
+                };
+                match hub.plans.get(&repo) {
+                    None => {
+                        if dcae::hub::resolve_repo(&repo).is_ok() {
+                            // Opening the section (or picking a repo) asks for the size once.
+                            acts.push(Action::CheckGenHub(repo.clone()));
+                        } else {
+                            ui.colored_label(
+                                ui.visuals().error_fg_color,
+                                "not an org/name repo id",
+                            );
+                            return;
+                        }
+                    }
+                    Some(p) => {
+                        ui.horizontal(|ui| {
+                            if matches!(p, gen_tab::HubPlan::Checking) {
+                                ui.spinner();
+                            }
+                            let text = gen_tab::plan_text(p);
+                            if matches!(p, gen_tab::HubPlan::Failed(_)) {
+                                ui.colored_label(ui.visuals().error_fg_color, text);
+                            } else {
+                                ui.label(text);
+                            }
+                        });
+                    }
+                }
+                if self.download.is_some() {
+                    acts.extend(self.download_progress_ui(ui));
+                    return;
+                }
+                ui.horizontal(|ui| {
+                    let cached = matches!(
+                        self.gen_tab.hub.plans.get(&repo),
+                        Some(gen_tab::HubPlan::Cached(..))
+                    );
+                    let verb = if cached { "Load" } else { "Download" };
+                    if ui
+                        .button(verb)
+                        .on_hover_text(
+                            "Into the Hugging Face cache (HF_HOME / HF_HUB_CACHE; HF_ENDPOINT, \
+                             HF_TOKEN honoured), every file checked against the hub's sha256, \
+                             then loaded here",
+                        )
+                        .clicked()
+                    {
+                        acts.push(Action::StartGenDownload(repo.clone()));
+                    }
+                    if matches!(
+                        self.gen_tab.hub.plans.get(&repo),
+                        Some(gen_tab::HubPlan::Failed(_))
+                    ) && ui.button("Check again").clicked()
+                    {
+                        self.gen_tab.hub.plans.remove(&repo);
+                    }
+                });
+            });
         acts
     }
 
@@ -443,16 +544,42 @@ impl Workbench {
                 Some(TaskState::Running { stage, .. }) => format!("{stage}…"),
                 _ => "starting…".into(),
             };
+            let sampling = matches!(
+                self.tasks.get(job).map(|t| &t.state),
+                Some(TaskState::Running {
+                    stage: "sampling",
+                    ..
+                })
+            );
+            let decoding = self.gen_tab.jobs.get(&job).is_some_and(|g| g.decoding());
             ui.horizontal(|ui| {
                 ui.spinner();
                 ui.label(line);
                 if ui.button("Cancel").clicked() {
                     acts.push(Action::CancelJob(job));
                 }
+                if ui
+                    .add_enabled(sampling && !decoding, egui::Button::new("Decode now"))
+                    .on_hover_text(
+                        "Put the current estimate through the decoder after this step (it \
+                         shows beside the live preview; sampling pauses for one decode)",
+                    )
+                    .clicked()
+                {
+                    acts.push(Action::DecodeNow(job));
+                }
+                if decoding {
+                    ui.label("decoding…");
+                }
             });
-            if let Some(g) = self.gen_tab.jobs.get_mut(&job)
-                && let Some((img, tex)) = &mut g.preview
-            {
+            let Some(g) = self.gen_tab.jobs.get_mut(&job) else {
+                return acts;
+            };
+            let shape = match &g.settings {
+                GenerationSettings::Text(s) => Some(vec2(s.width as f32, s.height as f32)),
+                GenerationSettings::Class(_) => None,
+            };
+            let live = g.preview.as_mut().map(|(img, tex)| {
                 let t = tex.get_or_insert_with(|| {
                     let ci = ColorImage::from_rgb(
                         [img.width() as usize, img.height() as usize],
@@ -460,14 +587,42 @@ impl Workbench {
                     );
                     ctx.load_texture("gen-preview", ci, TextureOptions::LINEAR)
                 });
-                let (w, h) = match &g.settings {
-                    GenerationSettings::Text(s) => (s.width as f32, s.height as f32),
-                    GenerationSettings::Class(_) => (img.width() as f32, img.height() as f32),
-                };
-                show_fitted(ui, t.id(), vec2(w, h));
-                ui.small("preview: a linear map of the current estimate (no decoder)");
-            } else {
-                ui.label("waiting for the first step…");
+                let size = shape.unwrap_or(vec2(img.width() as f32, img.height() as f32));
+                (t.id(), size)
+            });
+            let full = g.decoded.as_mut().map(|(step, img, tex)| {
+                let t =
+                    tex.get_or_insert_with(|| super::views::texture(&ctx, "gen-decoded", img, max));
+                (t.id(), vec2(img.width() as f32, img.height() as f32), *step)
+            });
+            match (live, full) {
+                (Some((lt, ls)), Some((ft, fs, step))) => {
+                    let avail = ui.available_size();
+                    let cell = vec2(avail.x / 2.0 - 8.0, avail.y - 40.0);
+                    ui.horizontal_top(|ui| {
+                        for (t, size, caption) in [
+                            (lt, ls, "live: a linear map of the estimate".to_string()),
+                            (ft, fs, format!("decoded at step {step}")),
+                        ] {
+                            let s = (cell.x / size.x).min(cell.y / size.y).max(0.01);
+                            ui.vertical(|ui| {
+                                ui.image((t, size * s));
+                                ui.small(caption);
+                            });
+                        }
+                    });
+                }
+                (Some((lt, ls)), None) => {
+                    show_fitted(ui, lt, ls);
+                    ui.small("preview: a linear map of the current estimate (no decoder)");
+                }
+                (None, Some((ft, fs, step))) => {
+                    show_fitted(ui, ft, fs);
+                    ui.small(format!("the estimate at step {step} through the decoder"));
+                }
+                (None, None) => {
+                    ui.label("waiting for the first step…");
+                }
             }
             return acts;
         }
@@ -507,14 +662,50 @@ impl Workbench {
         let it = &mut self.gen_tab.gallery[i];
         let title = it.title.clone();
         let path = it.path.display().to_string();
+        ui.horizontal(|ui| {
+            ui.label(format!("{title} · seed {}", it.settings.seed()));
+            ui.separator();
+            let has_latent = it.latent.is_some();
+            if ui
+                .selectable_label(!self.gen_tab.show_latent || !has_latent, "Image")
+                .clicked()
+            {
+                self.gen_tab.show_latent = false;
+            }
+            let r = ui
+                .add_enabled(
+                    has_latent,
+                    egui::Button::selectable(self.gen_tab.show_latent && has_latent, "Latent"),
+                )
+                .on_hover_text("The final latent in the latent inspector")
+                .on_disabled_hover_text(
+                    "The final latent is kept for results made in this session",
+                );
+            if r.clicked() {
+                self.gen_tab.show_latent = true;
+            }
+        });
+        ui.small(path);
+        if self.gen_tab.show_latent
+            && let Some(l) = it.latent.clone()
+        {
+            let name = it.caption.clone().unwrap_or_else(|| title.clone());
+            let name = name.split(" · ").next().unwrap_or_default().to_string();
+            super::views::draw_latent(
+                ui,
+                &name,
+                &l,
+                &mut it.latent_tex,
+                &mut self.gen_tab.latent_channel,
+            );
+            return acts;
+        }
         let src = it.image.clone().unwrap_or_else(|| it.thumb.clone());
         let tex = it
             .texture
             .get_or_insert_with(|| super::views::texture(&ctx, "gen-result", &src, max));
         let id = tex.id();
         let size = vec2(src.width() as f32, src.height() as f32);
-        ui.label(format!("{title} · seed {}", it.settings.seed()));
-        ui.small(path);
         show_fitted(ui, id, size);
         acts
     }

@@ -300,11 +300,24 @@ impl Workbench {
                     }
                 }
                 UiEvent::Downloaded(r) => {
-                    let repo = self.download.take().map(|d| d.repo).unwrap_or_default();
+                    let (repo, generation) = self
+                        .download
+                        .take()
+                        .map(|d| (d.repo, d.generation))
+                        .unwrap_or_default();
                     match r {
                         Ok(dir) => {
                             self.note(format!("{repo}: in the cache at {}", dir.display()));
-                            self.add_model(ModelSource::Folder(dir));
+                            if generation {
+                                // The plan said "to download"; now it is on disk.
+                                self.gen_tab.hub.plans.remove(&repo);
+                                self.add_gen_model(dir.clone());
+                                if let Some(m) = self.gen_tab.models.iter().find(|m| m.dir == dir) {
+                                    self.gen_tab.form.model = Some(m.id);
+                                }
+                            } else {
+                                self.add_model(ModelSource::Folder(dir));
+                            }
                         }
                         Err(e) if e.is_cancelled() => {
                             self.note(format!("{repo}: download cancelled"))
@@ -315,6 +328,9 @@ impl Workbench {
                 UiEvent::Saved(Err(e)) => {
                     self.pending.saves = self.pending.saves.saturating_sub(1);
                     self.error(format!("saving failed: {e}"), Some("choose another folder"))
+                }
+                UiEvent::Plan(repo, plan) => {
+                    self.gen_tab.hub.plans.insert(repo, plan);
                 }
                 UiEvent::Gallery(item) => {
                     if !self.gen_tab.gallery.iter().any(|g| g.path == item.path) {
@@ -379,6 +395,7 @@ impl Workbench {
             }
             Reply::GenLoaded { model, result } => self.on_gen_loaded(model, result),
             Reply::GenPreview { job, image } => self.on_gen_preview(job, image),
+            Reply::GenDecoded { job, step, image } => self.on_gen_decoded(job, step, image),
             Reply::Generated { job, result } => self.on_generated(job, result),
             Reply::Finished { job, result } => {
                 if self.tasks.get(job).is_none() {
@@ -491,6 +508,33 @@ impl Workbench {
 
     /// Downloads on its own thread (network is not model work: reconstructions keep running).
     pub fn start_download(&mut self, repo: String) {
+        self.spawn_download(repo, false, |repo, opts, progress, cancel| {
+            dcae::hub::download_model(repo, opts, progress, cancel)
+        });
+    }
+
+    /// Runs `fetch` on a download thread with progress and cancel; the folder it returns joins
+    /// the generation list (`generation`) or the reconstruction list.
+    pub(super) fn spawn_download(
+        &mut self,
+        repo: String,
+        generation: bool,
+        fetch: impl FnOnce(
+            &str,
+            &dcae::hub::HubOptions,
+            &mut dyn dcae::Progress,
+            &Cancel,
+        ) -> dcae::Result<PathBuf>
+        + Send
+        + 'static,
+    ) {
+        if self.download.is_some() {
+            self.error(
+                "a download is running already",
+                Some("wait for it or cancel it first"),
+            );
+            return;
+        }
         let opts = match dcae::hub::HubOptions::from_env() {
             Ok(o) => o,
             Err(e) => {
@@ -504,6 +548,7 @@ impl Workbench {
         let cancel = Cancel::new();
         self.download = Some(Download {
             repo: repo.clone(),
+            generation,
             progress: None,
             cancel: cancel.clone(),
             started: Instant::now(),
@@ -521,8 +566,8 @@ impl Workbench {
                     ctx.request_repaint();
                 }
             };
-            let r = dcae::hub::download_model(&repo, &opts, &mut progress, &cancel)
-                .map_err(|e| JobError::from_engine(&e));
+            let r =
+                fetch(&repo, &opts, &mut progress, &cancel).map_err(|e| JobError::from_engine(&e));
             let _ = tx.send(UiEvent::Downloaded(r));
             ctx.request_repaint();
         });

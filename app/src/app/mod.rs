@@ -148,11 +148,15 @@ enum UiEvent {
     GalleryImage(PathBuf, Arc<image::RgbImage>),
     /// A dropped PNG that carries generation settings.
     Restored(PathBuf, Box<GenerationSettings>),
+    /// What a download of a generation repo would fetch.
+    Plan(String, gen_tab::HubPlan),
 }
 
 /// A running Hugging Face download.
 struct Download {
     repo: String,
+    /// The generation model list gets it (else the reconstruction list).
+    generation: bool,
     /// (file, bytes done, bytes total) of the latest report.
     progress: Option<(String, u64, u64)>,
     cancel: Cancel,

@@ -211,29 +211,8 @@ impl Workbench {
                                 .on_hover_text(r.repo);
                         }
                     });
-                if let Some(d) = &self.download {
-                    let (file, done, total) = d
-                        .progress
-                        .as_ref()
-                        .map_or(("", 0, 0), |(f, d, t)| (f.as_str(), *d, *t));
-                    let frac = if total > 0 { done as f32 / total as f32 } else { 0.0 };
-                    let secs = d.started.elapsed().as_secs_f64().max(1e-3);
-                    let rate = done as f64 / secs;
-                    let eta = if total > done && rate > 0.0 {
-                        format!(", {:.0} s left", (total - done) as f64 / rate)
-                    } else {
-                        String::new()
-                    };
-                    ui.label(format!("{}: {file}", d.repo));
-                    ui.add(egui::ProgressBar::new(frac).text(format!(
-                        "{:.1} / {:.1} MB ({:.1} MB/s{eta})",
-                        done as f64 / 1e6,
-                        total as f64 / 1e6,
-                        rate / 1e6
-                    )));
-                    if ui.button("Cancel download").clicked() {
-                        acts.push(Action::CancelDownload);
-                    }
+                if self.download.is_some() {
+                    acts.extend(self.download_progress_ui(ui));
                 } else if ui
                     .button("Download")
                     .on_hover_text("Into the Hugging Face cache (HF_HOME / HF_HUB_CACHE; HF_ENDPOINT, HF_TOKEN honoured); checked against the hub's sha256")
@@ -243,6 +222,41 @@ impl Workbench {
                     acts.push(Action::StartDownload(r.repo.to_string()));
                 }
             });
+        acts
+    }
+
+    /// The running download: file, bar with MB, rate and ETA, and its cancel button.
+    pub(super) fn download_progress_ui(&self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut acts = Vec::new();
+        let Some(d) = &self.download else {
+            return acts;
+        };
+        let (file, done, total) = d
+            .progress
+            .as_ref()
+            .map_or(("", 0, 0), |(f, d, t)| (f.as_str(), *d, *t));
+        let frac = if total > 0 {
+            done as f32 / total as f32
+        } else {
+            0.0
+        };
+        let secs = d.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        let eta = if total > done && rate > 0.0 {
+            format!(", {:.0} s left", (total - done) as f64 / rate)
+        } else {
+            String::new()
+        };
+        ui.label(format!("{}: {file}", d.repo));
+        ui.add(egui::ProgressBar::new(frac).text(format!(
+            "{:.1} / {:.1} MB ({:.1} MB/s{eta})",
+            done as f64 / 1e6,
+            total as f64 / 1e6,
+            rate / 1e6
+        )));
+        if ui.button("Cancel download").clicked() {
+            acts.push(Action::CancelDownload);
+        }
         acts
     }
 

@@ -404,7 +404,7 @@ impl Workbench {
             return;
         };
         let name = self.slot_name(Slot::Model(mid));
-        let ctx = ui.ctx().clone();
+        let mut channel = self.recon.latent_channel;
         let cur = self.recon.current;
         let Some(iid) = self.recon.images.get(cur).map(|i| i.id) else {
             return;
@@ -416,103 +416,15 @@ impl Workbench {
             return;
         };
         let l = d.rec.latent.clone();
-        let cols = (l.channels as f32).sqrt().ceil() as usize;
-        if d.latent_tex.as_ref().is_none_or(|(_, _, c)| *c != cols) {
-            let (gw, gh, grey) = l.channel_grid(cols);
-            let grid = ColorImage::from_gray([gw, gh], &grey);
-            let pca: Vec<u8> = l.pca_rgb().into_iter().flatten().collect();
-            let pca = ColorImage::from_rgb([l.width, l.height], &pca);
-            let opts = nearest();
-            d.latent_tex = Some((
-                ctx.load_texture("latent-grid", grid, opts),
-                ctx.load_texture("latent-pca", pca, opts),
-                cols,
-            ));
+        // The texture cache lives with the reconstruction; the channel is window state.
+        let mut tex = d.latent_tex.take();
+        draw_latent(ui, &name, &l, &mut tex, &mut channel);
+        if let Some(TaskState::Done(Output::Recon(d))) =
+            self.recon_task_mut(iid, mid).map(|r| &mut r.state)
+        {
+            d.latent_tex = tex;
         }
-        let Some((grid_tex, pca_tex, _)) = d.latent_tex.clone() else {
-            return;
-        };
-        ui.label(format!(
-            "{name}: latent {}x{}x{} = {} values · channels scaled to their own range · PCA: first 3 components as RGB",
-            l.channels, l.height, l.width, l.len()
-        ));
-        let area = ui.available_rect_before_wrap();
-        let half = area.width() * 0.5;
-        let left = Rect::from_min_size(area.min, vec2(half - 8.0, area.height() * 0.62));
-        let right =
-            Rect::from_min_size(area.min + vec2(half, 0.0), vec2(half, area.height() * 0.62));
-        // Channel grid.
-        let gsize = grid_tex.size_vec2();
-        let gscale = (left.width() / gsize.x).min(left.height() / gsize.y);
-        let grect = Rect::from_center_size(left.center(), gsize * gscale);
-        ui.painter().image(
-            grid_tex.id(),
-            grect,
-            Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0)),
-            Color32::WHITE,
-        );
-        let resp = ui.interact(grect, ui.scope_id().with("latent-grid"), Sense::hover());
-        if let Some(p) = resp.hover_pos() {
-            let g = (p - grect.min) / gscale;
-            if let Some((c, y, x)) = l.grid_cell(cols, g.x as usize, g.y as usize) {
-                self.recon.latent_channel = c;
-                let v = l.at(c, y, x).unwrap_or(f32::NAN);
-                resp.on_hover_text_at_pointer(format!("channel {c}, y {y}, x {x}: {v:.4}"));
-            }
-        }
-        // PCA view.
-        let psize = pca_tex.size_vec2();
-        let pscale = (right.width() / psize.x).min(right.height() / psize.y);
-        let prect = Rect::from_center_size(right.center(), psize * pscale);
-        ui.painter().image(
-            pca_tex.id(),
-            prect,
-            Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0)),
-            Color32::WHITE,
-        );
-        let presp = ui.interact(prect, ui.scope_id().with("latent-pca"), Sense::hover());
-        if let Some(p) = presp.hover_pos() {
-            let q = (p - prect.min) / pscale;
-            let (x, y) = (q.x as usize, q.y as usize);
-            let c = self.recon.latent_channel.min(l.channels.saturating_sub(1));
-            if let Some(v) = l.at(c, y, x) {
-                presp.on_hover_text_at_pointer(format!("y {y}, x {x}: channel {c} = {v:.4}"));
-            }
-        }
-        // Histogram and per-channel statistics.
-        let below = Rect::from_min_max(pos2(area.min.x, left.max.y + 8.0), area.max);
-        let hist_rect = Rect::from_min_size(below.min, vec2(half - 8.0, below.height()));
-        draw_histogram(ui, hist_rect, &l.histogram(64));
-        let stats_rect = Rect::from_min_max(pos2(below.min.x + half, below.min.y), below.max);
-        let stats = l.channel_stats();
-        ui.scope_builder(egui::UiBuilder::new().max_rect(stats_rect), |ui| {
-            egui::ScrollArea::vertical()
-                .id_salt("latent-stats")
-                .show(ui, |ui| {
-                    egui::Grid::new("latent-stats-grid")
-                        .striped(true)
-                        .show(ui, |ui| {
-                            for t in ["ch", "mean", "std", "min", "max"] {
-                                ui.strong(t);
-                            }
-                            ui.end_row();
-                            for (c, s) in stats.iter().enumerate() {
-                                let label = if c == self.recon.latent_channel {
-                                    egui::RichText::new(c.to_string()).strong()
-                                } else {
-                                    egui::RichText::new(c.to_string())
-                                };
-                                ui.label(label);
-                                ui.label(format!("{:.3}", s.mean));
-                                ui.label(format!("{:.3}", s.std));
-                                ui.label(format!("{:.3}", s.min));
-                                ui.label(format!("{:.3}", s.max));
-                                ui.end_row();
-                            }
-                        });
-                });
-        });
-        ui.allocate_rect(area, Sense::hover());
+        self.recon.latent_channel = channel;
     }
 
     pub(super) fn help_window(&mut self, ctx: &egui::Context) {
@@ -651,4 +563,111 @@ fn draw_histogram(ui: &egui::Ui, rect: Rect, h: &analysis::Histogram) {
         font,
         col,
     );
+}
+
+/// The latent inspector: channel grid, PCA as RGB, histogram and per-channel statistics of
+/// `l`; `tex` caches its textures, `channel` is the highlighted channel (hover picks it).
+pub(super) fn draw_latent(
+    ui: &mut egui::Ui,
+    name: &str,
+    l: &Latent,
+    tex: &mut Option<(TextureHandle, TextureHandle, usize)>,
+    channel: &mut usize,
+) {
+    let cols = (l.channels as f32).sqrt().ceil() as usize;
+    if tex.as_ref().is_none_or(|(_, _, c)| *c != cols) {
+        let (gw, gh, grey) = l.channel_grid(cols);
+        let grid = ColorImage::from_gray([gw, gh], &grey);
+        let pca: Vec<u8> = l.pca_rgb().into_iter().flatten().collect();
+        let pca = ColorImage::from_rgb([l.width, l.height], &pca);
+        let opts = nearest();
+        *tex = Some((
+            ui.ctx().load_texture("latent-grid", grid, opts),
+            ui.ctx().load_texture("latent-pca", pca, opts),
+            cols,
+        ));
+    }
+    let Some((grid_tex, pca_tex, _)) = tex.clone() else {
+        return;
+    };
+    ui.label(format!(
+        "{name}: latent {}x{}x{} = {} values · channels scaled to their own range · PCA: first 3 components as RGB",
+        l.channels, l.height, l.width, l.len()
+    ));
+    let area = ui.available_rect_before_wrap();
+    let half = area.width() * 0.5;
+    let left = Rect::from_min_size(area.min, vec2(half - 8.0, area.height() * 0.62));
+    let right = Rect::from_min_size(area.min + vec2(half, 0.0), vec2(half, area.height() * 0.62));
+    // Channel grid.
+    let gsize = grid_tex.size_vec2();
+    let gscale = (left.width() / gsize.x).min(left.height() / gsize.y);
+    let grect = Rect::from_center_size(left.center(), gsize * gscale);
+    ui.painter().image(
+        grid_tex.id(),
+        grect,
+        Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0)),
+        Color32::WHITE,
+    );
+    let resp = ui.interact(grect, ui.scope_id().with("latent-grid"), Sense::hover());
+    if let Some(p) = resp.hover_pos() {
+        let g = (p - grect.min) / gscale;
+        if let Some((c, y, x)) = l.grid_cell(cols, g.x as usize, g.y as usize) {
+            *channel = c;
+            let v = l.at(c, y, x).unwrap_or(f32::NAN);
+            resp.on_hover_text_at_pointer(format!("channel {c}, y {y}, x {x}: {v:.4}"));
+        }
+    }
+    // PCA view.
+    let psize = pca_tex.size_vec2();
+    let pscale = (right.width() / psize.x).min(right.height() / psize.y);
+    let prect = Rect::from_center_size(right.center(), psize * pscale);
+    ui.painter().image(
+        pca_tex.id(),
+        prect,
+        Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0)),
+        Color32::WHITE,
+    );
+    let presp = ui.interact(prect, ui.scope_id().with("latent-pca"), Sense::hover());
+    if let Some(p) = presp.hover_pos() {
+        let q = (p - prect.min) / pscale;
+        let (x, y) = (q.x as usize, q.y as usize);
+        let c = (*channel).min(l.channels.saturating_sub(1));
+        if let Some(v) = l.at(c, y, x) {
+            presp.on_hover_text_at_pointer(format!("y {y}, x {x}: channel {c} = {v:.4}"));
+        }
+    }
+    // Histogram and per-channel statistics.
+    let below = Rect::from_min_max(pos2(area.min.x, left.max.y + 8.0), area.max);
+    let hist_rect = Rect::from_min_size(below.min, vec2(half - 8.0, below.height()));
+    draw_histogram(ui, hist_rect, &l.histogram(64));
+    let stats_rect = Rect::from_min_max(pos2(below.min.x + half, below.min.y), below.max);
+    let stats = l.channel_stats();
+    ui.scope_builder(egui::UiBuilder::new().max_rect(stats_rect), |ui| {
+        egui::ScrollArea::vertical()
+            .id_salt("latent-stats")
+            .show(ui, |ui| {
+                egui::Grid::new("latent-stats-grid")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for t in ["ch", "mean", "std", "min", "max"] {
+                            ui.strong(t);
+                        }
+                        ui.end_row();
+                        for (c, s) in stats.iter().enumerate() {
+                            let label = if c == *channel {
+                                egui::RichText::new(c.to_string()).strong()
+                            } else {
+                                egui::RichText::new(c.to_string())
+                            };
+                            ui.label(label);
+                            ui.label(format!("{:.3}", s.mean));
+                            ui.label(format!("{:.3}", s.std));
+                            ui.label(format!("{:.3}", s.min));
+                            ui.label(format!("{:.3}", s.max));
+                            ui.end_row();
+                        }
+                    });
+            });
+    });
+    ui.allocate_rect(area, Sense::hover());
 }

@@ -152,6 +152,37 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The bytes of a small file (an index json), at most `max` of them, into memory: for
+    /// looking inside before deciding what to fetch. Nothing is written to the cache.
+    pub fn get_small(&self, revision: &str, file: &str, max: u64) -> Result<Vec<u8>> {
+        let url = self.url(revision, file);
+        let resp = self
+            .auth(self.get.get(&url))
+            .call()
+            .map_err(|e| net_error(&url, e))?;
+        if !resp.status().is_success() {
+            return Err(status_error(&url, &resp));
+        }
+        let mut out = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(max + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Download {
+                url: url.clone(),
+                message: format!("the transfer broke off: {e}"),
+            })?;
+        if out.len() as u64 > max {
+            return Err(Error::Download {
+                url,
+                message: format!("larger than the {max} bytes an index file may have"),
+            });
+        }
+        Ok(out)
+    }
+}
+
 fn header<B>(resp: &Response<B>, name: &str) -> Option<String> {
     resp.headers()
         .get(name)

@@ -16,11 +16,16 @@
 mod cache;
 mod checksum;
 mod client;
+pub mod plan;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
 
 pub use checksum::{git_blob_sha1, sha256_hex};
+pub use plan::{
+    DownloadPlan, GenerationKind, GenerationRepo, RemoteFile, RepoKind, generation_repos,
+    plan_download,
+};
 pub use registry::{
     OFFICIAL_REPOS, OfficialRepo, RepoFormat, find_official, official_repos, resolve_repo,
 };
@@ -201,47 +206,48 @@ pub fn download_model(
         None => {
             cancel.check()?;
             let client = Client::new(&repo_id, opts);
-            let config =
-                client
-                    .head(&opts.revision, "config.json")?
-                    .ok_or_else(|| Error::Download {
-                        url: client.url(&opts.revision, "config.json"),
-                        message:
-                            "HTTP 404: no config.json in this repo (is it a DC-AE checkpoint?)"
-                                .into(),
-                    })?;
-            let commit = config.commit.clone();
-            let candidates: Vec<&str> = match find_official(&repo_id) {
-                Some(r) => vec![r.format.weights_file()],
-                None => WEIGHT_FILES.to_vec(),
-            };
-            let mut weights = None;
-            for file in &candidates {
-                cancel.check()?;
-                if let Some(r) = client.head(&commit, file)? {
-                    weights = Some(r);
-                    break;
-                }
-            }
-            let weights = weights.ok_or_else(|| Error::Download {
-                url: client.url(&commit, candidates[0]),
-                message: format!(
-                    "HTTP 404: the repo has no {} at commit {commit}",
-                    candidates.join(" or ")
-                ),
-            })?;
-            fetch(
-                &client,
-                &cache,
-                &commit,
-                vec![config, weights],
-                progress,
-                cancel,
-            )?
+            let remotes = model_remotes(&client, &repo_id, &opts.revision, cancel)?;
+            let commit = remotes[0].commit.clone();
+            fetch(&client, &cache, &commit, remotes, progress, cancel)?
         }
     };
     validate_dcae(&snapshot)?;
     Ok(snapshot)
+}
+
+/// `config.json` and the weights file of a model repo at `revision` (both at the commit the
+/// config came from): an official repo's own weights name, else the first of [`WEIGHT_FILES`]
+/// the repo has.
+fn model_remotes(
+    client: &Client,
+    repo_id: &str,
+    revision: &str,
+    cancel: &Cancel,
+) -> Result<Vec<Remote>> {
+    let config = client
+        .head(revision, "config.json")?
+        .ok_or_else(|| Error::Download {
+            url: client.url(revision, "config.json"),
+            message: "HTTP 404: no config.json in this repo (is it a model folder?)".into(),
+        })?;
+    let commit = config.commit.clone();
+    let candidates: Vec<&str> = match find_official(repo_id) {
+        Some(r) => vec![r.format.weights_file()],
+        None => WEIGHT_FILES.to_vec(),
+    };
+    for file in &candidates {
+        cancel.check()?;
+        if let Some(weights) = client.head(&commit, file)? {
+            return Ok(vec![config, weights]);
+        }
+    }
+    Err(Error::Download {
+        url: client.url(&commit, candidates[0]),
+        message: format!(
+            "HTTP 404: the repo has no {} at commit {commit}",
+            candidates.join(" or ")
+        ),
+    })
 }
 
 /// The snapshot folder of a DC-AE `repo` at `opts.revision` if the cache holds a complete
@@ -452,6 +458,52 @@ fn pipeline_candidates(variant: Option<&str>) -> Vec<(String, Vec<String>)> {
     ]
 }
 
+/// A precision variant is a plain name (`bf16`, `fp16`): it becomes part of file names.
+fn check_variant(variant: Option<&str>) -> Result<()> {
+    match variant {
+        Some(v) if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Err(Error::Input(format!(
+                "variant `{v}`: give a name like bf16 or fp16"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The file each pipeline component takes at `commit` for `variant` (less `model_index.json`):
+/// the first candidate the hub has; a component with none is an error naming it.
+fn pipeline_files(
+    client: &Client,
+    commit: &str,
+    variant: Option<&str>,
+    cancel: &Cancel,
+) -> Result<Vec<String>> {
+    let candidates = pipeline_candidates(variant);
+    let mut files: Vec<String> = Vec::new();
+    for (what, options) in &candidates[1..] {
+        cancel.check()?;
+        let mut found = None;
+        for f in options {
+            if client.head(commit, f)?.is_some() {
+                found = Some(f.clone());
+                break;
+            }
+        }
+        let f = found.ok_or_else(|| Error::Download {
+            url: client.url(commit, &options[0]),
+            message: format!(
+                "HTTP 404: the repo has no {what} ({}) at commit {commit}{}",
+                options.join(" or "),
+                variant
+                    .map(|v| format!("; is there a `{v}` variant?"))
+                    .unwrap_or_default()
+            ),
+        })?;
+        files.push(f);
+    }
+    Ok(files)
+}
+
 /// Downloads one variant of a diffusers Sana pipeline repo (`Efficient-Large-Model/
 /// Sana_1600M_1024px_diffusers`, ...): `model_index.json`, the scheduler config, the tokenizer,
 /// and config + weights of the text encoder, transformer and VAE — the index json and its
@@ -467,14 +519,7 @@ pub fn download_pipeline(
 ) -> Result<PathBuf> {
     let repo_id = resolve_repo(repo)?;
     check_revision(&opts.revision)?;
-    if let Some(v) = variant
-        && !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(Error::Input(format!(
-            "variant `{v}`: give a name like bf16 or fp16"
-        )));
-    }
-    let candidates = pipeline_candidates(variant);
+    check_variant(variant)?;
     if let Some(dir) = cached_pipeline_at(&RepoCache::new(&repo_id, opts), &opts.revision, variant)
     {
         return Ok(dir);
@@ -488,28 +533,7 @@ pub fn download_pipeline(
             message: "HTTP 404: no model_index.json (not a diffusers pipeline repo)".into(),
         })?;
     let commit = index.commit.clone();
-    let mut files: Vec<String> = Vec::new();
-    for (what, options) in &candidates[1..] {
-        cancel.check()?;
-        let mut found = None;
-        for f in options {
-            if client.head(&commit, f)?.is_some() {
-                found = Some(f.clone());
-                break;
-            }
-        }
-        let f = found.ok_or_else(|| Error::Download {
-            url: client.url(&commit, &options[0]),
-            message: format!(
-                "HTTP 404: the repo has no {what} ({}) at commit {commit}{}",
-                options.join(" or "),
-                variant
-                    .map(|v| format!("; is there a `{v}` variant?"))
-                    .unwrap_or_default()
-            ),
-        })?;
-        files.push(f);
-    }
+    let files = pipeline_files(&client, &commit, variant, cancel)?;
     let mut pinned = opts.clone();
     pinned.revision = commit.clone();
     let mut all: Vec<&str> = vec!["model_index.json"];

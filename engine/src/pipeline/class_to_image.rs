@@ -19,6 +19,7 @@ use crate::diffusion::{
 use crate::error::{Error, Result};
 use crate::io::image::quantize;
 use crate::pipeline::classes::NUM_CLASSES;
+use crate::pipeline::preview::{DecodeOnDemand, decode_estimate};
 use crate::task::{Cancel, Progress};
 use crate::weights::Precision;
 
@@ -254,13 +255,24 @@ pub struct Images {
     pub width: usize,
 }
 
-/// Samples one latent per class and decodes them. `progress` hears the sampler's steps.
+/// Samples one latent per class and decodes them. `progress` hears the sampler's steps (and
+/// gets the estimate decoded when it [asks](Progress::wants_decode)).
 pub fn run(
     loaded: &mut Loaded,
     s: &ClassToImage,
     progress: &mut dyn Progress,
     cancel: &Cancel,
 ) -> Result<Images> {
+    run_with_latents(loaded, s, progress, cancel).map(|(images, _)| images)
+}
+
+/// [`run`], also returning the final latents, unscaled (what the decoder read), `[N, C, H, W]`.
+pub fn run_with_latents(
+    loaded: &mut Loaded,
+    s: &ClassToImage,
+    progress: &mut dyn Progress,
+    cancel: &Cancel,
+) -> Result<(Images, Vec<f32>)> {
     s.validate()?;
     let chw = loaded.net.config.latent_chw();
     let [_, h, w] = loaded.ae.config.image_size_of(chw[1], chw[2]);
@@ -280,31 +292,43 @@ pub fn run(
         null_class: loaded.net.config.num_classes() as i64,
     };
     let family = loaded.net.config.family;
-    let latent = generate(&mut loaded.net, family, chw, &settings, progress, cancel)?;
+    let sf = loaded.scaling_factor as f32;
+    let latent = {
+        let ae = &loaded.ae;
+        let mut sink = DecodeOnDemand {
+            inner: progress,
+            chw,
+            scaling: sf,
+            decode: |z, chw| decode_estimate(ae, z, chw),
+        };
+        generate(&mut loaded.net, family, chw, &settings, &mut sink, cancel)?
+    };
     if latent.iter().any(|v| !v.is_finite()) {
         return Err(Error::NonFinite(
             "sampling produced NaN/inf values; try --precision f32 or fewer guidance".into(),
         ));
     }
     let n = s.classes.len();
-    let sf = loaded.scaling_factor as f32;
     let z: Vec<f32> = latent.iter().map(|v| v / sf).collect();
-    let z = Tensor::<4>::from_data(
-        TensorData::new(z, [n, chw[0], chw[1], chw[2]]),
+    let zt = Tensor::<4>::from_data(
+        TensorData::new(z.clone(), [n, chw[0], chw[1], chw[2]]),
         &loaded.ae.device,
     );
-    let img = loaded.ae.decode(z)?;
+    let img = loaded.ae.decode(zt)?;
     let [_, _, h, w] = img.dims();
     let pixels = img
         .into_data()
         .try_to_vec::<f32>()
         .map_err(|e| Error::readback("the image", e))?;
-    Ok(Images {
-        pixels,
-        n,
-        height: h,
-        width: w,
-    })
+    Ok((
+        Images {
+            pixels,
+            n,
+            height: h,
+            width: w,
+        },
+        z,
+    ))
 }
 
 /// The images as one 8-bit grid of `cols` per row (white where a row is short): RGB bytes,

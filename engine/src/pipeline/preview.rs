@@ -7,16 +7,18 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::autoencoder::DcAe;
+use crate::autoencoder::tiling::Tiling;
 use crate::error::{Error, Result};
 use crate::io::image::{RgbF32, quantize};
 use crate::pipeline::reconstruct::host;
+use crate::task::{Cancel, DecodedEstimate, Progress, Silent};
 
 /// Ridge term added to the normal equations (relative to their mean diagonal): keeps the
 /// solve stable for channels a few photos barely excite.
 const RIDGE: f64 = 1e-4;
 
 /// `rgb = weights · z + bias` per latent pixel, for unscaled latents (what the decoder reads).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatentRgb {
     pub channels: usize,
     /// `[3, channels]`, row-major.
@@ -212,6 +214,71 @@ fn solve_spd(a: &[f64], b: &[f64], d: usize, m: usize) -> Option<Vec<f64>> {
         }
     }
     Some(x)
+}
+
+/// Decodes one item's estimate (unscaled latent `[C, H, W]`) to pixels, tiled where the
+/// image is large, for a full preview on demand.
+pub(crate) fn decode_estimate(
+    ae: &DcAe,
+    z: Vec<f32>,
+    [c, h, w]: [usize; 3],
+) -> Result<DecodedEstimate> {
+    let f = ae.factor();
+    let t = Tensor::<4>::from_data(TensorData::new(z, [1, c, h, w]), &ae.device);
+    let img = ae.decode_tiled(
+        t,
+        Tiling::Auto.spec(h * f, w * f),
+        &mut Silent,
+        &Cancel::new(),
+    )?;
+    let [_, _, height, width] = img.dims();
+    let pixels = img
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::readback("the decoded estimate", e))?;
+    Ok(DecodedEstimate {
+        pixels,
+        height,
+        width,
+    })
+}
+
+/// A sampling sink between a pipeline and its caller's [`Progress`]: every report passes
+/// through, and when the caller [wants a decode](Progress::wants_decode) the first item's
+/// estimate goes through `decode` (unscaled latent, `[C, H, W]`) and back to it.
+pub(crate) struct DecodeOnDemand<'a, F> {
+    pub inner: &'a mut dyn Progress,
+    /// One item's latent shape and the factor the network's latents carry.
+    pub chw: [usize; 3],
+    pub scaling: f32,
+    pub decode: F,
+}
+
+impl<F: FnMut(Vec<f32>, [usize; 3]) -> Result<DecodedEstimate>> Progress for DecodeOnDemand<'_, F> {
+    fn update(&mut self, stage: &str, done: u64, total: u64) {
+        self.inner.update(stage, done, total);
+    }
+
+    fn wants_estimate(&self) -> bool {
+        self.inner.wants_estimate() || self.inner.wants_decode()
+    }
+
+    fn estimate(&mut self, latent: &[f32]) {
+        if self.inner.wants_estimate() {
+            self.inner.estimate(latent);
+        }
+        if self.inner.wants_decode() {
+            let n: usize = self.chw.iter().product();
+            let r = match latent.get(..n) {
+                Some(first) => {
+                    let z = first.iter().map(|v| v / self.scaling).collect();
+                    (self.decode)(z, self.chw).map_err(|e| e.to_string())
+                }
+                None => Err(format!("the estimate has {} values, not {n}", latent.len())),
+            };
+            self.inner.decoded(r);
+        }
+    }
 }
 
 #[cfg(test)]

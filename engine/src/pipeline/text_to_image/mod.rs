@@ -28,6 +28,7 @@ use crate::diffusion::sampler::{
 use crate::diffusion::sana::bins::{classify, resize_and_crop, table_for_sample_size};
 use crate::diffusion::sana::{NEGATIVE, SanaConfig, SanaDenoiser, TextEmbeddings};
 use crate::error::{Error, Result};
+use crate::pipeline::preview::{DecodeOnDemand, decode_estimate};
 use crate::task::{Cancel, Progress};
 use crate::text::prompt::{PromptOptions, PromptTokens, negative_tokens, prompt_tokens};
 use crate::text::{Gemma2Config, TextTokenizer};
@@ -563,25 +564,45 @@ impl TextToImagePipeline {
             chw,
             text: Some(TextGuidance { pag: s.pag }),
         };
-        let hooks = Hooks::new(progress, cancel);
-        let latents = match s.sampler {
-            TextSampler::FlowDpm => {
-                flow_dpm_solver(&mut den, &cond, x_t, s.steps, s.flow_shift, hooks)?
-            }
-            TextSampler::FlowEuler => {
-                flow_euler(&mut den, &cond, x_t, s.steps, s.flow_shift, hooks)?
-            }
-            TextSampler::Scm => {
-                let seed = s.seed;
-                let mut noise = move |j: usize| -> Result<Vec<f32>> {
-                    Ok(rng::batch_normals(
-                        seed,
-                        rng::Stream::Step(j as u32),
-                        &items,
-                        per,
-                    ))
-                };
-                scm_sample(&mut den, &cond, x_t, s.steps, &mut noise, hooks)?
+        // A decode on demand loads the autoencoder during sampling; it then serves the final
+        // decode too.
+        let mut vae: Option<crate::autoencoder::DcAe> = None;
+        let sf = vae_cfg.scaling_factor.unwrap_or(1.0) as f32;
+        let latents = {
+            let (folder, device) = (&self.folder, &self.device);
+            let vae = &mut vae;
+            let mut sink = DecodeOnDemand {
+                inner: &mut *progress,
+                chw,
+                scaling: sf,
+                decode: |z: Vec<f32>, chw: [usize; 3]| {
+                    let ae = match vae {
+                        Some(a) => a,
+                        None => vae.insert(folder.vae(device, s.precision)?),
+                    };
+                    decode_estimate(ae, z, chw)
+                },
+            };
+            let hooks = Hooks::new(&mut sink, cancel);
+            match s.sampler {
+                TextSampler::FlowDpm => {
+                    flow_dpm_solver(&mut den, &cond, x_t, s.steps, s.flow_shift, hooks)?
+                }
+                TextSampler::FlowEuler => {
+                    flow_euler(&mut den, &cond, x_t, s.steps, s.flow_shift, hooks)?
+                }
+                TextSampler::Scm => {
+                    let seed = s.seed;
+                    let mut noise = move |j: usize| -> Result<Vec<f32>> {
+                        Ok(rng::batch_normals(
+                            seed,
+                            rng::Stream::Step(j as u32),
+                            &items,
+                            per,
+                        ))
+                    };
+                    scm_sample(&mut den, &cond, x_t, s.steps, &mut noise, hooks)?
+                }
             }
         };
         drop(den);
@@ -593,8 +614,10 @@ impl TextToImagePipeline {
             ));
         }
 
-        let ae = self.folder.vae(&self.device, s.precision)?;
-        let sf = vae_cfg.scaling_factor.unwrap_or(1.0) as f32;
+        let ae = match vae {
+            Some(a) => a,
+            None => self.folder.vae(&self.device, s.precision)?,
+        };
         let z: Vec<f32> = latents.iter().map(|v| v / sf).collect();
         let zt = Tensor::<4>::from_data(
             TensorData::new(z, [b, chw[0], chw[1], chw[2]]),
