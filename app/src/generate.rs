@@ -382,7 +382,8 @@ impl dcae::Progress for PreviewSink<'_, '_> {
             image::RgbImage::from_raw(w as u32, h as u32, rgb)
                 .ok_or_else(|| "the decoded estimate has a bad size".to_string())
         });
-        (self.reports.decoded)(self.step, img);
+        // Samplers hand over a step's estimate before reporting the step done.
+        (self.reports.decoded)(self.step + 1, img);
     }
 }
 

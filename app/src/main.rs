@@ -77,6 +77,8 @@ fn parse_size(s: &str) -> Result<(f32, f32), String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: large tensors from the heap, not one mmap each.
+    dcae::alloc::tune();
     let args = Args::parse();
     for p in &args.images {
         if !p.exists() {

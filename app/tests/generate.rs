@@ -261,12 +261,13 @@ fn class_conditional_previews_cancel_queue_gallery_restore_and_drop() {
     h.state_mut().cancel_job(queue[0]);
     assert_eq!(h.state().gen_tab.queue, vec![queue[1]]);
     let long = h.state().gen_tab.running.expect("the long job runs");
+    // A full decode of the estimate on demand (what the "Decode now" button asks; asked at
+    // once, not after a preview, so a fast sampler cannot finish first), shown beside the
+    // live preview.
+    h.state_mut().decode_now(long);
     wait_for(&mut h, "a preview of the long job", |w| {
         w.gen_tab.jobs[&long].previews > 0
     });
-    // A full decode of the estimate on demand, shown beside the live preview.
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Decode now")
-        .click();
     wait_for(&mut h, "the decoded estimate", |w| {
         w.gen_tab.jobs[&long].decoded.is_some()
     });
@@ -275,6 +276,7 @@ fn class_conditional_previews_cancel_queue_gallery_restore_and_drop() {
     assert_eq!(img.dimensions(), (128, 128));
     assert!(!h.state().gen_tab.jobs[&long].decoding());
     h.get_by_label_contains(&format!("decoded at step {step}"));
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Decode now");
     assert!(errors(h.state()).is_empty(), "{:?}", errors(h.state()));
     // The Cancel button of the running job.
     h.get_by_role_and_label(egui::accesskit::Role::Button, "Cancel")

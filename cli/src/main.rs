@@ -186,6 +186,8 @@ enum Cmd {
 }
 
 fn main() {
+    // Before any thread starts: large tensors from the heap, not one mmap each.
+    dcae::alloc::tune();
     let cli = Cli::parse();
     dcae::limits::set_enforced(!cli.no_limits);
     dcae::io::image::set_strict(cli.strict);

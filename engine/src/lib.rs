@@ -38,6 +38,7 @@ macro_rules! serde_by_name {
     };
 }
 
+pub mod alloc;
 pub mod autoencoder;
 pub mod backend;
 pub mod diffusion;
