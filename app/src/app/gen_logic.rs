@@ -116,11 +116,25 @@ impl Workbench {
     /// Downloads a generation repo (a diffusers pipeline or a model folder, whichever it is)
     /// into the Hugging Face cache and adds it to the tab's models.
     pub fn start_gen_download(&mut self, repo: String) {
-        self.spawn_download(repo, true, |repo, opts, progress, cancel| {
+        // What the size check found is not asked of the hub again.
+        let known = match self.gen_tab.hub.plans.get(&repo) {
+            Some(gen_tab::HubPlan::Cached(dir, _)) => {
+                let dir = dir.clone();
+                self.add_and_select_gen_model(dir);
+                return;
+            }
+            Some(gen_tab::HubPlan::Remote(p)) => Some(p.kind),
+            _ => None,
+        };
+        self.spawn_download(repo, true, move |repo, opts, progress, cancel| {
             if let Some(d) = cached_generation(repo, opts)? {
                 return Ok(d);
             }
-            match dcae::hub::plan_download(repo, opts, None, cancel)?.kind {
+            let kind = match known {
+                Some(k) => k,
+                None => dcae::hub::plan_download(repo, opts, None, cancel)?.kind,
+            };
+            match kind {
                 dcae::hub::RepoKind::Pipeline => {
                     dcae::hub::download_pipeline(repo, opts, None, progress, cancel)
                 }
@@ -129,6 +143,14 @@ impl Workbench {
                 }
             }
         });
+    }
+
+    /// Adds a generation model folder (if new) and makes it the selected one.
+    pub(super) fn add_and_select_gen_model(&mut self, dir: PathBuf) {
+        self.add_gen_model(dir.clone());
+        if let Some(m) = self.gen_tab.models.iter().find(|m| m.dir == dir) {
+            self.gen_tab.form.model = Some(m.id);
+        }
     }
 
     pub(super) fn remove_gen_model(&mut self, id: u64) {

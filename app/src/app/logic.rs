@@ -311,10 +311,7 @@ impl Workbench {
                             if generation {
                                 // The plan said "to download"; now it is on disk.
                                 self.gen_tab.hub.plans.remove(&repo);
-                                self.add_gen_model(dir.clone());
-                                if let Some(m) = self.gen_tab.models.iter().find(|m| m.dir == dir) {
-                                    self.gen_tab.form.model = Some(m.id);
-                                }
+                                self.add_and_select_gen_model(dir);
                             } else {
                                 self.add_model(ModelSource::Folder(dir));
                             }

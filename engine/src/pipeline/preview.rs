@@ -232,12 +232,8 @@ pub(crate) fn decode_estimate(
         &Cancel::new(),
     )?;
     let [_, _, height, width] = img.dims();
-    let pixels = img
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::readback("the decoded estimate", e))?;
     Ok(DecodedEstimate {
-        pixels,
+        pixels: host(img, "the decoded estimate")?.data,
         height,
         width,
     })
