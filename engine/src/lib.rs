@@ -3,7 +3,8 @@
 //!
 //! - shared infrastructure: [`error`], [`backend`] (a runtime Burn device), [`task`] (progress
 //!   sink + cancel token of every long call), [`io`] (images, tensor files, atomic writes),
-//!   [`limits`] (memory estimates checked before a job allocates);
+//!   [`limits`] (memory estimates checked before a job allocates), [`kernels`] (our SIMD CPU
+//!   kernels for burn-flex tensors);
 //! - shared model layers: [`weights`] (strict safetensors loader, key layouts, parameter
 //!   builder) and [`nn`] (conv, norms, linear, attention, linear attention, embeddings, trace);
 //! - model families: [`autoencoder`] (DC-AE: every official checkpoint as a preset, tiling),
@@ -45,6 +46,7 @@ pub mod diffusion;
 pub mod error;
 pub mod hub;
 pub mod io;
+pub mod kernels;
 pub mod limits;
 pub mod metrics;
 pub mod nn;

@@ -1,7 +1,9 @@
 //! Activation functions by config name.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, relu, silu};
+use burn::tensor::activation::relu;
+
+use crate::kernels::{gelu, silu};
 
 /// Activation function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,9 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use crate::error::Result;
+use crate::kernels::{glu_silu, silu};
 use crate::nn::RmsNorm2d;
 use crate::nn::conv::{Conv, ConvSpec};
 use crate::weights::Builder;
@@ -67,10 +67,7 @@ impl GluMbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = silu(self.conv_inverted.forward(x.clone()));
         let h = self.conv_depth.forward(h);
-        let hidden = h.dims()[1] / 2;
-        let value = h.clone().narrow(1, 0, hidden);
-        let gate = silu(h.narrow(1, hidden, hidden));
-        let h = self.conv_point.forward(value * gate);
+        let h = self.conv_point.forward(glu_silu(h));
         let h = match &self.norm {
             Some(n) => n.forward(h),
             None => h,

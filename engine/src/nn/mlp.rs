@@ -1,8 +1,8 @@
 //! timm `Mlp`: fc1, GELU (exact or tanh), fc2.
 
+use crate::kernels::{gelu, gelu_tanh as gelu_approximate};
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, gelu_approximate};
 
 use super::Linear;
 use crate::error::Result;

@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor};
 
 use crate::error::Result;
+use crate::kernels;
 use crate::weights::{Builder, Init};
 
 /// Normalisation layer of a stage.
@@ -37,6 +38,12 @@ impl RmsNorm2d {
     /// # Shapes
     /// `[B, C, H, W] -> [B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // One fused CPU kernel for f32 inference on burn-flex; Burn's ops everywhere else.
+        let x = match kernels::rms_norm_2d(x, &self.weight.val(), &self.bias.val(), NORM_EPS as f32)
+        {
+            Ok(y) => return y,
+            Err(x) => x,
+        };
         let dtype = x.dtype();
         let c = self.weight.dims()[0];
         let xf = x.cast(DType::F32);

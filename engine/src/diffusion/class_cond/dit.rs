@@ -2,8 +2,8 @@
 //! blocks): patch tokens with a fixed sin-cos position table, adaLN-Zero conditioning on
 //! `t_emb + y_emb`, learned sigma (2C outputs).
 
+use crate::kernels::silu;
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
 use burn::tensor::{Int, Tensor};
 use serde::Deserialize;
 

@@ -3,8 +3,8 @@
 //! 2K / 4K models (diffusers `AdaLayerNormSingle`, `SanaCombinedTimestepGuidanceEmbeddings`,
 //! `PixArtAlphaTextProjection`, `get_2d_sincos_pos_embed`).
 
+use crate::kernels::{gelu_tanh as gelu_approximate, silu};
 use burn::module::Module;
-use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::{Device, Tensor};
 
 use crate::diffusion::class_cond::Taps;

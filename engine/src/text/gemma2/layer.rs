@@ -1,8 +1,8 @@
 //! `Gemma2DecoderLayer`: sandwich norms around attention and the GELU-tanh gated MLP.
 
+use crate::kernels::gelu_tanh as gelu_approximate;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::gelu_approximate;
 
 use super::attention::Gemma2Attention;
 use super::config::Gemma2Config;
