@@ -58,6 +58,16 @@ fn wait_idle(h: &mut Harness<'static, Workbench>) {
     h.run_steps(3);
 }
 
+/// Snapshot options for the views that magnify the model's output (split, difference): its
+/// 8-bit pixels may flip by one level between CPUs, because gemm picks its blocking from the
+/// cache sizes and its microkernel from the CPU (AVX2 / AVX-512), which changes the rounding;
+/// the difference view amplifies such a flip. Seen between an AMD EPYC (AVX2) and a Xeon
+/// (AVX-512): 3138 and 1135 of 960,000 pixels. The values themselves are checked exactly
+/// above (exported reconstruction, metrics text); the rest of the view still has to match.
+fn model_view() -> egui_kittest::SnapshotOptions {
+    egui_kittest::SnapshotOptions::new().max_failed_pixels(6000)
+}
+
 fn startup(images: Vec<PathBuf>) -> Startup {
     Startup {
         images,
@@ -139,13 +149,13 @@ fn reconstruct_switch_views_and_check_metrics() {
     h.run_steps(2);
     assert_eq!(h.state().settings.view, ViewMode::Split);
     h.get_by_label_contains("Left");
-    h.snapshot("split");
+    h.snapshot_options("split", &model_view());
 
     h.get_by_label("Difference").click();
     h.run_steps(2);
     assert_eq!(h.state().settings.view, ViewMode::Difference);
     h.get_by_label_contains("reconstruction - original");
-    h.snapshot("difference");
+    h.snapshot_options("difference", &model_view());
 
     h.key_press(egui::Key::Num4);
     h.run_steps(3);

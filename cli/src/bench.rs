@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Print one JSON object per size instead of a table.
     #[arg(long)]
     json: bool,
+    /// What to time: both halves, or only one (`decode` starts from a random latent), so a
+    /// profiler sees one half alone (`bench/profile.sh`).
+    #[arg(long, default_value = "both")]
+    stage: Stage,
     /// Diffusion mode: one UViT-H denoising step on a DC-AE-f64 latent (8x8x128, patch 1) vs an
     /// SD-VAE-f8 latent (64x64x4, patch 2), random weights; prints the ratio.
     #[arg(long, conflicts_with_all = ["model", "preset"])]
@@ -44,11 +48,29 @@ pub struct BenchArgs {
     text_to_image: bool,
 }
 
+/// Which halves of the autoencoder `dcae bench` runs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    Both,
+    Encode,
+    Decode,
+}
+
 struct Row {
     size: usize,
-    encode_ms: f64,
-    decode_ms: f64,
+    encode_ms: Option<f64>,
+    decode_ms: Option<f64>,
     peak_mb: Option<f64>,
+}
+
+/// A time for the table or JSON: `n/a` / `null` for a half that did not run.
+fn ms(v: Option<f64>, json: bool) -> String {
+    match v {
+        Some(v) if json => format!("{v:.3}"),
+        Some(v) => format!("{v:.1}"),
+        None if json => "null".into(),
+        None => "n/a".into(),
+    }
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
@@ -105,17 +127,20 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let peak = row.peak_mb.map_or("n/a".to_string(), |m| format!("{m:.0}"));
         if a.json {
             println!(
-                "{{\"size\": {}, \"encode_ms\": {:.3}, \"decode_ms\": {:.3}, \"peak_mb\": {}, \"backend\": \"{}\", \"threads\": {threads}}}",
+                "{{\"size\": {}, \"encode_ms\": {}, \"decode_ms\": {}, \"peak_mb\": {}, \"backend\": \"{}\", \"threads\": {threads}}}",
                 row.size,
-                row.encode_ms,
-                row.decode_ms,
+                ms(row.encode_ms, true),
+                ms(row.decode_ms, true),
                 row.peak_mb.map_or("null".into(), |m| format!("{m:.1}")),
                 a.backend
             );
         } else {
             println!(
-                "| {0}x{0} | {1:.1} | {2:.1} | {3} |",
-                row.size, row.encode_ms, row.decode_ms, peak
+                "| {0}x{0} | {1} | {2} | {3} |",
+                row.size,
+                ms(row.encode_ms, false),
+                ms(row.decode_ms, false),
+                peak
             );
         }
     }
@@ -128,9 +153,10 @@ fn sync(device: &Device) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v`; `None` when nothing was timed.
+fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied()
 }
 
 fn bench_size(model: &DcAe, device: &Device, a: &BenchArgs, size: usize) -> Result<Row> {
@@ -145,21 +171,40 @@ fn bench_size(model: &DcAe, device: &Device, a: &BenchArgs, size: usize) -> Resu
         Distribution::Uniform(-1.0, 1.0),
         device,
     );
+    // Decode-only starts from a standard-normal latent of the encoder's output shape (the
+    // cost does not depend on the values).
+    let f = model.factor();
+    let latent = (a.stage == Stage::Decode).then(|| {
+        Tensor::<4>::random(
+            [a.batch, model.config.latent_channels, size / f, size / f],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        )
+    });
+    let per_img = |d: std::time::Duration| d.as_secs_f64() * 1e3 / a.batch as f64;
     let mut enc = Vec::new();
     let mut dec = Vec::new();
     for i in 0..=a.runs {
         sync(device)?;
         let t0 = Instant::now();
-        let z = model.encode(x.clone())?;
+        let z = match &latent {
+            Some(z) => z.clone(),
+            None => model.encode(x.clone())?,
+        };
         sync(device)?;
         let t1 = Instant::now();
+        if latent.is_none() && i > 0 {
+            enc.push(per_img(t1 - t0));
+        }
+        if a.stage == Stage::Encode {
+            continue;
+        }
         let y = model.decode(z)?;
         sync(device)?;
         let t2 = Instant::now();
         drop(y);
         if i > 0 {
-            enc.push((t1 - t0).as_secs_f64() * 1e3 / a.batch as f64);
-            dec.push((t2 - t1).as_secs_f64() * 1e3 / a.batch as f64);
+            dec.push(per_img(t2 - t1));
         }
     }
     let peak_mb = if is_cpu {

@@ -399,3 +399,56 @@ fn bad_tensor_inputs_and_outputs() {
     ]);
     assert_fails_with(&o, "unknown model name");
 }
+
+/// `dcae bench --json` prints one object per size; `--stage` times one half alone and
+/// reports the other as null (what `bench/profile.sh` and `compare_reference.sh` read).
+#[test]
+fn bench_json_and_stages() {
+    let m = model();
+    let run = |stage: &str| {
+        let o = dcae(&[
+            "bench",
+            "--backend",
+            "cpu",
+            "--model",
+            s(&m),
+            "--size",
+            "64,32",
+            "--runs",
+            "1",
+            "--json",
+            "--stage",
+            stage,
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0]["size"], 64);
+        assert_eq!(rows[1]["size"], 32);
+        rows
+    };
+    for (stage, enc, dec) in [
+        ("both", true, true),
+        ("encode", true, false),
+        ("decode", false, true),
+    ] {
+        for r in run(stage) {
+            assert_eq!(
+                r["encode_ms"].as_f64().is_some_and(|v| v > 0.0),
+                enc,
+                "{stage} {r}"
+            );
+            assert_eq!(
+                r["decode_ms"].as_f64().is_some_and(|v| v > 0.0),
+                dec,
+                "{stage} {r}"
+            );
+            assert_eq!(r["encode_ms"].is_null(), !enc);
+            assert_eq!(r["decode_ms"].is_null(), !dec);
+        }
+    }
+}
