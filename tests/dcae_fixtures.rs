@@ -197,10 +197,10 @@ fn fixtures_wgpu_f16() {
     if !device.supports_dtype(Precision::F16.dtype()) {
         let root = fixture_root("DCAE_FIXTURES", "dcae");
         let dir = &case_dirs(&root)[0];
-        let err = DcAe::load(dir, &device, Precision::F16)
-            .err()
-            .expect("F16 load on a device without F16 must fail")
-            .to_string();
+        let Err(err) = DcAe::load(dir, &device, Precision::F16) else {
+            panic!("F16 load on a device without F16 must fail");
+        };
+        let err = err.to_string();
         assert!(err.contains("has no F16 support"), "{err}");
         eprintln!("fixtures_wgpu_f16: this wgpu device has no F16; only the refusal was checked");
         return;
