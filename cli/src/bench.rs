@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// What to time: both halves, or only one (`decode` starts from a random latent), so a
-    /// profiler sees one half alone (`bench/profile.sh`).
+    /// profiler sees one half alone.
     #[arg(long, default_value = "both")]
     stage: Stage,
     /// Diffusion mode: one UViT-H denoising step on a DC-AE-f64 latent (8x8x128, patch 1) vs an
