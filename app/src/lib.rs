@@ -10,6 +10,7 @@
 //! - [`error`]: typed job errors across the worker boundary, each with its suggested fix;
 //! - [`command`]: every command with its label and shortcut, and the parameterised actions;
 //! - [`settings`]: what persists between runs;
+//! - [`gpu`]: the window's wgpu device, made able to run the models and lent to them;
 //! - [`analysis`], [`view`], [`sheet`]: tensor-free helpers (heatmaps, PCA, zoom, sheets).
 
 pub mod analysis;
@@ -17,6 +18,7 @@ pub mod app;
 pub mod command;
 pub mod error;
 pub mod generate;
+pub mod gpu;
 pub mod settings;
 pub mod sheet;
 pub mod tasks;

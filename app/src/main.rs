@@ -105,6 +105,10 @@ fn main() -> anyhow::Result<()> {
             .with_title("DC-AE workbench")
             .with_inner_size([args.size.0, args.size.1])
             .with_drag_and_drop(true),
+        wgpu_options: eframe::egui_wgpu::WgpuConfiguration {
+            wgpu_setup: dcae_app::gpu::window_setup(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     eframe::run_native(

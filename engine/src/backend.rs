@@ -3,8 +3,48 @@
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
+/// The wgpu handles a front end can lend Burn ([`share_wgpu`]); `wgpu` is the exact crate they
+/// come from (the one egui-wgpu uses too).
+pub use burn::tensor::wgpu::{WgpuSetup, wgpu};
 
 use crate::error::{Error, Result};
+
+/// The process's wgpu device: adopted from the front end ([`share_wgpu`]) or made by Burn on
+/// first use. The wgpu runtime registers once per process; later calls reuse the device.
+static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+/// Whether [`WGPU`] is the front end's device.
+static WGPU_SHARED: OnceLock<()> = OnceLock::new();
+
+/// Runs `Backend::Wgpu` on a wgpu device the caller already has (the app's window device),
+/// instead of opening a second device on the same GPU: one queue, one memory pool, and tensors
+/// a renderer on that device could read without a copy to the host. Call it before the first
+/// `Backend::Wgpu.device()`. `Ok(false)`: Burn's own device already exists. An error (the
+/// device cannot run Burn's kernels, e.g. it was made with too low limits) leaves nothing
+/// registered, so Burn makes its own device on first use.
+pub fn share_wgpu(setup: WgpuSetup) -> std::result::Result<bool, String> {
+    if WGPU.get().is_some() {
+        return Ok(false);
+    }
+    let init = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Device::wgpu_options().setup(setup).init()
+    }));
+    match init {
+        Ok(Ok(d)) => {
+            let adopted = WGPU.set(Ok(d)).is_ok();
+            if adopted {
+                let _ = WGPU_SHARED.set(());
+            }
+            Ok(adopted)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("registering the shared wgpu device panicked".into()),
+    }
+}
+
+/// Whether `Backend::Wgpu` runs on a device lent by [`share_wgpu`].
+pub fn wgpu_is_shared() -> bool {
+    WGPU_SHARED.get().is_some()
+}
 
 /// Compute backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,13 +91,10 @@ impl Backend {
     pub fn device(self) -> Result<Device> {
         match self {
             Backend::Cpu => Ok(Device::flex()),
-            Backend::Wgpu => {
-                // The wgpu runtime registers once per process; later calls reuse the device.
-                static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
-                WGPU.get_or_init(|| wgpu_device(None))
-                    .clone()
-                    .map_err(wgpu_err)
-            }
+            Backend::Wgpu => WGPU
+                .get_or_init(|| wgpu_device(None))
+                .clone()
+                .map_err(wgpu_err),
             Backend::Cuda => cuda_device(),
             Backend::Ndarray => ndarray_device(),
         }

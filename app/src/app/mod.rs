@@ -268,6 +268,9 @@ impl Workbench {
             let info = rs.adapter.get_info();
             (info.device_type != eframe::wgpu::DeviceType::Cpu).then_some(info.name)
         });
+        if let Some(rs) = cc.wgpu_render_state.as_ref() {
+            crate::gpu::lend_window_device(rs);
+        }
         let ctx = cc.egui_ctx.clone();
         let worker = WorkerHandle::spawn(move || ctx.request_repaint())?;
         let (events_tx, events_rx) = channel();

@@ -306,8 +306,13 @@ impl Workbench {
         {
             self.pick(Pick::Lpips);
         }
+        let shared = if self.backend == dcae::Backend::Wgpu && dcae::backend::wgpu_is_shared() {
+            " (the window's device)"
+        } else {
+            ""
+        };
         ui.label(format!(
-            "Compute: {}{}",
+            "Compute: {}{shared}{}",
             self.backend,
             self.render_gpu
                 .as_ref()

@@ -198,6 +198,26 @@ per_level! {
     }
 }
 
+per_level! {
+    /// `dy * silu'(x)`, `silu'(x) = s (1 + x (1 - s))` with `s = sigmoid(x)`, on the calling
+    /// thread; the three slices have one length.
+    pub fn silu_grad_slice(x: &[f32], dy: &[f32], out: &mut [f32]) {
+        for ((o, x), d) in out.iter_mut().zip(x).zip(dy) {
+            let s = sigmoid(*x);
+            *o = *d * (s * (1.0 + *x * (1.0 - s)));
+        }
+    }
+}
+
+/// [`silu_grad_slice`] over rayon's pool, into a new buffer.
+pub fn silu_grad(level: Level, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(o, (x, d))| silu_grad_slice(level, x, d, o));
+    out
+}
+
 /// Values per rayon task: large enough that scheduling is noise, small enough to split a
 /// 128-channel 256² activation (8.4M values) over many cores.
 pub const CHUNK: usize = 1 << 15;

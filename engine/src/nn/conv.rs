@@ -96,12 +96,17 @@ impl Conv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let w = self.weight.val();
         let pad = w.dims()[2] / 2;
-        conv2d(
-            x.cast(w.dtype()),
-            w,
-            self.bias.as_ref().map(|b| b.val()),
-            ConvOptions::new([self.stride; 2], [pad; 2], [1, 1], self.groups),
-        )
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let x = x.cast(w.dtype());
+        match crate::kernels::conv2d(x, &w, bias.as_ref(), self.stride, pad, self.groups) {
+            Ok(y) => y,
+            Err(x) => conv2d(
+                x,
+                w,
+                bias,
+                ConvOptions::new([self.stride; 2], [pad; 2], [1, 1], self.groups),
+            ),
+        }
     }
 }
 
