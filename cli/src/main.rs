@@ -183,6 +183,19 @@ enum Cmd {
         #[arg(long, default_value = "wgpu")]
         backend: Backend,
     },
+    /// Check this machine against reference fixtures: every case folder under DIR (config.json,
+    /// weights, input.safetensors, expected.safetensors) is encoded and decoded on the backend
+    /// and compared key by key with the reference's numbers (f32: max|err| <= 5e-4 * max(1,
+    /// max|ref|), rel-L2 <= 1e-4; bf16/f16: latent and reconstruction, 0.25 / 0.1). One line
+    /// per case; exit 1 when any key fails.
+    Conformance {
+        /// A fixture folder, e.g. ../shared/fixtures/dcae.
+        dir: PathBuf,
+        #[arg(long, default_value = "wgpu")]
+        backend: Backend,
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
+    },
 }
 
 fn main() {
@@ -215,6 +228,11 @@ fn main() {
         Cmd::Sample(args) => sample::run(&args),
         Cmd::Generate(args) => generate::run(&args),
         Cmd::Info { backend } => info(backend),
+        Cmd::Conformance {
+            dir,
+            backend,
+            precision,
+        } => conformance(&dir, backend, precision),
         Cmd::Download(args) => download::run(&args),
         Cmd::Train {
             config,
@@ -616,5 +634,55 @@ fn info(backend: Backend) -> Result<()> {
             if ok { "supported" } else { "not supported" }
         );
     }
+    Ok(())
+}
+
+/// `dcae conformance DIR`: the fixture suite on this machine's backend.
+fn conformance(dir: &Path, backend: Backend, precision: Precision) -> Result<()> {
+    use dcae::pipeline::conformance::{
+        F32_TOL, HALF_KEYS, HALF_TOL, case_dirs, check_case, summary,
+    };
+    let cases = case_dirs(dir);
+    if cases.is_empty() {
+        bail!(
+            "no fixture case (a folder with config.json) under {}",
+            dir.display()
+        );
+    }
+    let device = backend.device()?;
+    let (tol, only) = match precision {
+        Precision::F32 => (F32_TOL, &[][..]),
+        _ => (HALF_TOL, HALF_KEYS),
+    };
+    let mut failing = 0;
+    for case in &cases {
+        let name = case
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        match check_case(case, &device, precision, tol, only) {
+            Ok(r) => {
+                println!(
+                    "{}",
+                    summary(&format!("{backend}/{precision:?}"), &name, &r)
+                );
+                for f in &r.failures {
+                    println!("  {f}");
+                }
+                failing += usize::from(!r.failures.is_empty());
+            }
+            Err(e) => {
+                println!("{backend}/{precision:?} {name}: could not run: {e}");
+                failing += 1;
+            }
+        }
+    }
+    if failing > 0 {
+        bail!(
+            "{failing} of {} cases failed on {backend}/{precision:?}",
+            cases.len()
+        );
+    }
+    println!("{} cases pass on {backend}/{precision:?}", cases.len());
     Ok(())
 }

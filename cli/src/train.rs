@@ -29,7 +29,12 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let outcome = train(&cfg, &text, resume, &stop, &mut |e| match e {
-        Event::Start { perceptual, .. } => {
+        Event::Start {
+            perceptual, init, ..
+        } => {
+            if let Some(init) = init {
+                say(&pb, init);
+            }
             say(
                 &pb,
                 format!(

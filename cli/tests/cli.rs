@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{dcae, fixture, s, shared, text};
+use common::{dcae, fails_with, fixture, ok, s, shared, text};
 
 /// Fixture model folder (diffusers layout, f32c32 structure).
 fn model() -> PathBuf {
@@ -451,4 +451,67 @@ fn bench_json_and_stages() {
             assert_eq!(r["decode_ms"].is_null(), !dec);
         }
     }
+}
+
+/// `dcae conformance`: the reference fixtures pass on the CPU in f32 and bf16; a case whose
+/// expected numbers are not the model's fails with exit 1 and names the key; a folder without
+/// cases is one clear error.
+#[test]
+fn conformance_checks_a_machine_against_the_fixtures() {
+    let src = fixture("f32c32-sana-96x128-b2");
+    let root = src.parent().unwrap().to_path_buf();
+    for precision in ["f32", "bf16"] {
+        let o = dcae(&[
+            "conformance",
+            s(&root),
+            "--backend",
+            "cpu",
+            "--precision",
+            precision,
+        ]);
+        ok(&o);
+        let (out, _) = text(&o);
+        assert!(out.contains("cases pass on cpu/"), "{out}");
+        assert!(
+            out.lines().filter(|l| l.contains("0 failing")).count() >= 5,
+            "{out}"
+        );
+    }
+    // One case with another case's expected numbers: same keys, wrong values.
+    let dir = tmp("conformance-cases");
+    let case = dir.join("swapped");
+    std::fs::create_dir_all(&case).unwrap();
+    for f in [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "model.safetensors",
+        "input.safetensors",
+    ] {
+        if src.join(f).is_file() {
+            std::fs::copy(src.join(f), case.join(f)).unwrap();
+        }
+    }
+    let exp = dcae::io::tensors::TensorFile::open(&src.join("expected.safetensors")).unwrap();
+    let mut tensors = Vec::new();
+    for k in exp.keys() {
+        let mut t = exp.tensor(&k).unwrap();
+        t.data.iter_mut().for_each(|v| *v = -*v - 1.0);
+        tensors.push((k, t));
+    }
+    let refs: Vec<(&str, &dcae::io::tensors::HostTensor)> =
+        tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    dcae::io::tensors::write_tensors(&case.join("expected.safetensors"), &refs, None).unwrap();
+    let o = dcae(&["conformance", s(&dir), "--backend", "cpu"]);
+    fails_with(&o, "1 of 1 cases failed on cpu/F32");
+    let (out, _) = text(&o);
+    assert!(out.contains("latent: max|err|"), "{out}");
+    fails_with(
+        &dcae(&[
+            "conformance",
+            s(&tmp("conformance-empty")),
+            "--backend",
+            "cpu",
+        ]),
+        "no fixture case",
+    );
 }

@@ -154,6 +154,47 @@ impl DcAe {
         Self::assemble(config, b, device, precision)
     }
 
+    /// A model for training from scratch or from a smaller relative: random weights, except
+    /// that with `zero_residual` the last layer of every residual branch starts at zero (each
+    /// block starts as its non-parametric shortcut, [`residual_branch_end`]), and every tensor
+    /// `shared` holds under the same key and shape is copied from it (an f64 model from an f32
+    /// one: the stages they share, paper §3.1). Returns the model and how many tensors came
+    /// from `shared`.
+    pub fn random_init(
+        config: DcAeConfig,
+        seed: u64,
+        device: &Device,
+        precision: Precision,
+        zero_residual: bool,
+        shared: Option<&mut WeightStore>,
+    ) -> Result<(Self, usize)> {
+        config.validate()?;
+        check_precision(device, precision)?;
+        let mut b = Builder::random(seed, device, precision);
+        if zero_residual {
+            let c = config.clone();
+            b = b.zero_where(move |k| residual_branch_end(&c, k));
+        }
+        if let Some(store) = shared {
+            b = b.seeded_from(store);
+        }
+        let encoder = Encoder::build(&mut b, &config)?;
+        let decoder = Decoder::build(&mut b, &config)?;
+        let seeded = b.seeded();
+        Ok((
+            Self {
+                config,
+                model: AutoencoderDc { encoder, decoder },
+                device: device.clone(),
+                precision,
+                source: None,
+                layout: None,
+                names: b.into_names(),
+            },
+            seeded,
+        ))
+    }
+
     /// Spatial compression factor f (32, 64, 128).
     pub fn factor(&self) -> usize {
         self.config.spatial_compression()
@@ -253,6 +294,32 @@ impl DcAe {
     }
 }
 
+/// Whether canonical key `key` is the last layer of a residual branch of `config`: the output
+/// norm's weight of a ResBlock, of LiteMLA and of GLUMBConv, the conv of a down / up block with
+/// a space-to-channel shortcut, and `encoder.conv_out` / `decoder.conv_in` when their
+/// channel shortcuts are on. Zeroing these makes every block its shortcut at step 0.
+pub fn residual_branch_end(config: &DcAeConfig, key: &str) -> bool {
+    let in_block = |k: &str| {
+        let mut parts = k.split('.');
+        matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some("encoder"), Some("down_blocks"), Some(i), Some(j)) | (Some("decoder"), Some("up_blocks"), Some(i), Some(j))
+                if i.parse::<usize>().is_ok() && j.parse::<usize>().is_ok()
+        )
+    };
+    let tail = key.splitn(5, '.').nth(4).unwrap_or("");
+    match key {
+        "encoder.conv_out.weight" | "encoder.conv_out.bias" => config.encoder_out_shortcut,
+        "decoder.conv_in.weight" | "decoder.conv_in.bias" => config.decoder_in_shortcut,
+        _ if in_block(key) => match tail {
+            "norm.weight" | "attn.norm_out.weight" | "conv_out.norm.weight" => true,
+            "conv.weight" | "conv.bias" => config.resample_shortcut,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::encoder::Block;
@@ -316,5 +383,143 @@ mod tests {
         assert!(m.encode(grey).is_err());
         let z = Tensor::<4>::zeros([1, 5, 2, 2], &dev);
         assert!(m.decode(z).unwrap_err().to_string().contains("4 channels"));
+    }
+
+    /// Zero-init: exactly the branch ends are zero, and the model starts as its shortcuts (a
+    /// ResBlock's output equals its input).
+    #[test]
+    fn zero_init_starts_every_residual_branch_at_zero() {
+        let cfg = DcAeConfig::default_small();
+        let dev = Device::flex();
+        let (m, seeded) = DcAe::random_init(cfg.clone(), 3, &dev, Precision::F32, true, None)
+            .expect("random init");
+        assert_eq!(seeded, 0);
+        let keys: Vec<&String> = m.names.iter().map(|(_, k)| k).collect();
+        let ends: Vec<&&String> = keys
+            .iter()
+            .filter(|k| residual_branch_end(&cfg, k))
+            .collect();
+        // default-small: 5 ResBlock / EViT stages per side; per ResBlock 1 norm, per EViT 2
+        // norms, per resample block weight + bias, plus conv_out / conv_in with their bias.
+        let blocks = 2 * (2 + 3 * 2);
+        let resample = 2 * 2 * 4;
+        assert_eq!(ends.len(), blocks + resample + 4, "{ends:?}");
+        for k in &ends {
+            assert!(
+                !k.contains("conv_in.conv")
+                    && !k.contains("conv_out.conv.")
+                    && **k != "decoder.norm_out.weight",
+                "{k}"
+            );
+        }
+        let names: crate::train::optim::Names = m.names.iter().cloned().collect();
+        let vals = crate::train::optim::values(&m.model, &names);
+        let max_abs = |k: &str| -> f32 {
+            let v = vals[k]
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            v.iter().fold(0.0f32, |a, x| a.max(x.abs()))
+        };
+        for k in &ends {
+            assert_eq!(max_abs(k), 0.0, "{k} is not zero");
+        }
+        // Everything else keeps its init (the convs inside the branches are random).
+        assert!(max_abs("encoder.down_blocks.1.0.conv1.weight") > 0.0);
+        assert!(max_abs("decoder.up_blocks.3.1.conv_out.conv_inverted.weight") > 0.0);
+        // Without the flag the branch ends are random / ones.
+        let (plain, _) =
+            DcAe::random_init(cfg.clone(), 3, &dev, Precision::F32, false, None).expect("init");
+        let pv = crate::train::optim::values(&plain.model, &names);
+        let v = pv["encoder.conv_out.weight"]
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        assert!(v.iter().any(|x| *x != 0.0));
+    }
+
+    /// Shared init: a model with one more stage takes every tensor of the smaller one whose key
+    /// and shape it has (the stages they share), and only those.
+    #[test]
+    fn shared_init_copies_the_stages_a_larger_model_shares() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/dcae/f32c32-sana-96x128-b2");
+        let folder = folder::AeFolder::find(&dir).expect("fixture");
+        let small = DcAeConfig::from_file(&folder.config).expect("config");
+        let mut big = small.clone();
+        for v in [
+            &mut big.encoder_block_out_channels,
+            &mut big.decoder_block_out_channels,
+        ] {
+            let last = *v.last().expect("stages");
+            v.push(last);
+        }
+        for v in [
+            &mut big.encoder_layers_per_block,
+            &mut big.decoder_layers_per_block,
+        ] {
+            v.push(1);
+        }
+        for v in [&mut big.encoder_block_types, &mut big.decoder_block_types] {
+            let last = v.last().cloned().expect("stages");
+            v.push(last);
+        }
+        for v in [
+            &mut big.encoder_qkv_multiscales,
+            &mut big.decoder_qkv_multiscales,
+        ] {
+            v.push(Vec::new());
+        }
+        if let Some(a) = big.decoder_act_fns.last().cloned() {
+            big.decoder_act_fns.push(a);
+        }
+        if let Some(n) = big.decoder_norm_types.last().cloned() {
+            big.decoder_norm_types.push(n);
+        }
+        let dev = Device::flex();
+        let mut store = WeightStore::from_file(&folder.weights).expect("weights");
+        let total_small = store.len();
+        let (m, seeded) =
+            DcAe::random_init(big.clone(), 0, &dev, Precision::F32, true, Some(&mut store))
+                .expect("larger model");
+        assert_eq!(m.factor(), 2 * small.spatial_compression());
+        assert!(
+            seeded > 0 && seeded < m.names.len(),
+            "{seeded} of {}",
+            m.names.len()
+        );
+        let small_model = DcAe::load(&dir, &dev, Precision::F32).expect("fixture loads");
+        let (sn, bn): (crate::train::optim::Names, crate::train::optim::Names) = (
+            small_model.names.iter().cloned().collect(),
+            m.names.iter().cloned().collect(),
+        );
+        let (sv, bv) = (
+            crate::train::optim::values(&small_model.model, &sn),
+            crate::train::optim::values(&m.model, &bn),
+        );
+        let mut same = 0;
+        for (k, b) in &bv {
+            let Some(a) = sv.get(k) else { continue };
+            let (a, b) = (
+                a.clone()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+                b.clone()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            );
+            if a.len() == b.len() {
+                assert_eq!(a, b, "{k}: a shared tensor was not copied");
+                same += 1;
+            }
+        }
+        assert_eq!(
+            same, seeded,
+            "copied tensors ({seeded}) vs shared ones ({same}); {total_small} in the small model"
+        );
     }
 }

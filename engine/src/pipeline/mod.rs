@@ -7,6 +7,7 @@
 
 pub mod class_to_image;
 pub mod classes;
+pub mod conformance;
 pub mod eval;
 pub mod generation;
 pub mod preview;

@@ -62,9 +62,29 @@ pub struct ModelSection {
     pub config: Option<PathBuf>,
     /// A model folder whose weights start the run (else random init, seeded).
     pub init: Option<PathBuf>,
+    /// How `init` applies: `"all"` (default: the same architecture, every tensor) or
+    /// `"shared"` (any DC-AE: every tensor with the same key and shape is copied, the rest is
+    /// initialised as for a new model; an f64 model from a trained f32 one, whose stages it
+    /// contains, paper §3.1).
+    #[serde(default)]
+    pub init_match: InitMatch,
+    /// Random init starts every residual branch at zero (the last norm weight of each block,
+    /// the conv of each down / up block, `encoder.conv_out` / `decoder.conv_in` next to their
+    /// shortcuts), so the model starts as its non-parametric shortcuts.
+    #[serde(default)]
+    pub zero_init_residual: bool,
     /// Exported weight dtype: f32 | f16 | bf16.
     #[serde(default = "default_export_dtype")]
     pub export_dtype: String,
+}
+
+/// See [`ModelSection::init_match`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitMatch {
+    #[default]
+    All,
+    Shared,
 }
 
 fn default_export_dtype() -> String {

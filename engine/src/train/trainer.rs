@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::config::{PhaseConfig, TrainConfig, canonical_prefixes, matches};
+use super::config::{InitMatch, PhaseConfig, TrainConfig, canonical_prefixes, matches};
 use super::data::{Batch, CropPlan, Loader, list_images, validation_set};
 use super::disc::Discriminator;
 use super::optim::{
@@ -31,6 +31,7 @@ use crate::metrics::{peak_rss_mb, reset_peak_rss};
 use crate::nn::Trace;
 use crate::pipeline::{ReconstructOptions, reconstruct};
 use crate::task::{Cancel, Silent};
+use crate::weights::WeightStore;
 use crate::weights::{Builder, Precision};
 
 /// File name of the run's checkpoint inside `out_dir`.
@@ -44,6 +45,9 @@ pub enum Event {
         total: u64,
         first: u64,
         perceptual: Option<String>,
+        /// How the model's weights were initialised, when not plainly (shared stages copied,
+        /// residual branches at zero).
+        init: Option<String>,
     },
     Phase {
         phase: u8,
@@ -164,23 +168,57 @@ struct Models {
     lpips: Option<Lpips>,
     lpips_source: Option<LpipsSource>,
     gan: Option<Gan>,
+    /// How the weights were initialised, when that is worth a line ([`Event::Start`]).
+    init_note: Option<String>,
 }
 
 impl Models {
     fn new(cfg: &TrainConfig, base: &Base) -> Result<Self> {
         let (ad, arch, precision) = (&base.ad, &base.arch, base.precision);
-        let ae = match &cfg.model.init {
-            Some(dir) => {
+        let zero = cfg.model.zero_init_residual;
+        let (ae, init_note) = match (&cfg.model.init, cfg.model.init_match) {
+            (Some(dir), InitMatch::All) => {
                 let m = DcAe::load(dir, ad, precision)?;
                 if m.config != *arch {
                     return Err(Error::Input(format!(
-                        "model.init {} has a different architecture than the run's model",
+                        "model.init {} has a different architecture than the run's model; \
+                         init_match = \"shared\" copies the tensors they share",
                         dir.display()
                     )));
                 }
-                m
+                (m, None)
             }
-            None => DcAe::random(arch.clone(), cfg.seed, ad, precision)?,
+            (Some(dir), InitMatch::Shared) => {
+                let folder = crate::autoencoder::folder::AeFolder::find(dir)?;
+                let mut store = WeightStore::from_file(&folder.weights)?;
+                let (m, copied) = DcAe::random_init(
+                    arch.clone(),
+                    cfg.seed,
+                    ad,
+                    precision,
+                    zero,
+                    Some(&mut store),
+                )?;
+                let total = m.names.len();
+                let note = format!(
+                    "model.init {}: {copied} of {total} tensors copied (same key and shape), {} new{}",
+                    dir.display(),
+                    total - copied,
+                    if zero {
+                        " (residual branches at zero)"
+                    } else {
+                        ""
+                    }
+                );
+                (m, Some(note))
+            }
+            (None, _) => {
+                let (m, _) = DcAe::random_init(arch.clone(), cfg.seed, ad, precision, zero, None)?;
+                (
+                    m,
+                    zero.then(|| "random init, residual branches at zero".to_string()),
+                )
+            }
         };
         let names: Names = ae.names.iter().cloned().collect();
         let needs_lpips = cfg
@@ -225,6 +263,7 @@ impl Models {
             lpips,
             lpips_source,
             gan,
+            init_note,
         })
     }
 }
@@ -344,6 +383,7 @@ pub fn train(
         lpips,
         lpips_source,
         mut gan,
+        init_note,
     } = Models::new(cfg, &base)?;
     let Base {
         replicas,
@@ -356,6 +396,7 @@ pub fn train(
         total: cfg.total_steps(),
         first: 0,
         perceptual: lpips_source.as_ref().map(|s| s.to_string()),
+        init: if resume { None } else { init_note },
     });
 
     // Run state.
@@ -402,6 +443,19 @@ pub fn train(
     // Training images that failed to decode (skipped), for the events and the run record.
     let mut bad_images: std::collections::BTreeSet<PathBuf> = Default::default();
 
+    if step == 0 && !val.is_empty() && cfg.schedule.val_every > 0 {
+        // The starting point of the curve (what the init alone gives).
+        let phase = cfg.schedule.phases.first().copied().unwrap_or(1);
+        let m = eval_model(&model, &names, &ema, &device);
+        let view = DcAe::from_modules(arch.clone(), m, &device, precision);
+        let (psnr, ssim) = validate(&view, &val, &cfg.out_dir.join("samples"), 0)?;
+        vlog.row(&format!("0,{phase},{psnr:.4},{ssim:.5}"))?;
+        on(Event::Validation {
+            step: 0,
+            psnr,
+            ssim,
+        });
+    }
     while let Some((phase, phase_start)) = cfg.phase_at(step) {
         let pc = cfg.phase(phase).clone();
         let phase_end = phase_start + pc.steps;

@@ -84,6 +84,9 @@ pub enum Init {
     Ones,
 }
 
+/// Which parameters (by checkpoint key) a rule applies to.
+type KeyPredicate = Box<dyn Fn(&str) -> bool>;
+
 /// Creates parameters either from a checkpoint (strict: name and shape checked) or randomly.
 pub struct Builder<'a> {
     store: Option<&'a mut WeightStore>,
@@ -95,6 +98,13 @@ pub struct Builder<'a> {
     /// Parameter bytes so far, and what memory allows ([`crate::limits`]).
     bytes: u64,
     budget: u64,
+    /// Random init only: parameters that start at zero whatever their `Init` (the last layer
+    /// of each residual branch, so a block starts as its shortcut).
+    zero: Option<KeyPredicate>,
+    /// Random init only: tensors taken from here where the key and shape match (a model
+    /// whose stages the new one shares); how many were.
+    seed: Option<&'a mut WeightStore>,
+    seeded: usize,
 }
 
 /// A parameter's id derived from its checkpoint key (FNV-1a), so that ids are the same in
@@ -119,6 +129,9 @@ impl<'a> Builder<'a> {
             names: Vec::new(),
             bytes: 0,
             budget: crate::limits::budget(),
+            zero: None,
+            seed: None,
+            seeded: 0,
         }
     }
 
@@ -132,7 +145,27 @@ impl<'a> Builder<'a> {
             names: Vec::new(),
             bytes: 0,
             budget: crate::limits::budget(),
+            zero: None,
+            seed: None,
+            seeded: 0,
         }
+    }
+
+    /// Random init: the parameters `zero` names start at zero.
+    pub fn zero_where(mut self, zero: impl Fn(&str) -> bool + 'static) -> Self {
+        self.zero = Some(Box::new(zero));
+        self
+    }
+
+    /// Random init: every parameter whose key and shape `store` has is taken from it.
+    pub fn seeded_from(mut self, store: &'a mut WeightStore) -> Self {
+        self.seed = Some(store);
+        self
+    }
+
+    /// How many parameters [`Self::seeded_from`]'s store supplied.
+    pub fn seeded(&self) -> usize {
+        self.seeded
     }
 
     fn next_uniform(&mut self) -> f32 {
@@ -190,9 +223,19 @@ impl<'a> Builder<'a> {
                 limit: crate::limits::human(self.budget),
             });
         }
-        let data = match self.store.as_deref_mut() {
-            Some(store) => store.take(key, &shape)?.data,
-            None => match init {
+        let seeded = match (self.store.is_none(), self.seed.as_deref_mut()) {
+            (true, Some(seed)) if seed.dtype(key).is_some() => seed.take(key, &shape).ok(),
+            _ => None,
+        };
+        let zero = self.zero.as_ref().is_some_and(|z| z(key));
+        let data = match (self.store.as_deref_mut(), seeded) {
+            (Some(store), _) => store.take(key, &shape)?.data,
+            (None, Some(t)) => {
+                self.seeded += 1;
+                t.data
+            }
+            (None, None) if zero => vec![0.0; n],
+            (None, None) => match init {
                 Init::Zeros => vec![0.0; n],
                 Init::Ones => vec![1.0; n],
                 Init::Fan(fan_in) => {
