@@ -211,8 +211,12 @@ fn all_three_phases_run_freeze_and_export() {
     let val = std::fs::read_to_string(cfg.out_dir.join("val.csv")).unwrap();
     assert_eq!(
         val.lines().count(),
-        1 + 3,
-        "one validation per phase end: {val}"
+        1 + 1 + 3,
+        "the starting point, then one validation per phase end: {val}"
+    );
+    assert!(
+        val.lines().nth(1).is_some_and(|l| l.starts_with("0,1,")),
+        "{val}"
     );
     let run = std::fs::read_to_string(cfg.out_dir.join("run.json")).unwrap();
     assert!(run.contains("shift-tolerant LPIPS VGG16"), "{run}");
