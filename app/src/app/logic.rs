@@ -93,11 +93,18 @@ impl Workbench {
 
     pub fn add_image(&mut self, name: String, rgb: image::RgbImage) {
         let id = self.id();
+        let rgb = Arc::new(rgb);
+        let (tx, ctx, img) = (self.events_tx.clone(), self.ctx.clone(), rgb.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(UiEvent::Baseline(id, Box::new(Baseline::of(&img))));
+            ctx.request_repaint();
+        });
         self.recon.images.push(ImageEntry {
             id,
             name,
-            rgb: Arc::new(rgb),
+            rgb,
             texture: None,
+            baseline: None,
         });
         self.recon.current = self.recon.images.len() - 1;
         self.recon.zoom.fit = true;
@@ -255,6 +262,11 @@ impl Workbench {
                 UiEvent::Image(Err(e)) => {
                     self.pending.images = self.pending.images.saturating_sub(1);
                     self.error(e, Some("open a PNG, JPEG, WebP, BMP or TIFF file"));
+                }
+                UiEvent::Baseline(id, b) => {
+                    if let Some(img) = self.recon.images.iter_mut().find(|i| i.id == id) {
+                        img.baseline = Some(*b);
+                    }
                 }
                 UiEvent::Picked(what, paths) => {
                     if let Some(dir) = paths.first().and_then(|p| {

@@ -42,7 +42,7 @@ use crate::worker::{
 };
 use dcae::pipeline::generation::GenerationSettings;
 pub use gen_tab::GenTab;
-pub use recon::{ImageEntry, ReconTab, Slot};
+pub use recon::{BASELINE_RATIO, Baseline, ImageEntry, ReconTab, Slot};
 
 /// Sample photos compiled into the binary (licences in assets/images/SOURCE.md).
 pub const SAMPLES: [(&str, &[u8]); 2] = [
@@ -132,6 +132,8 @@ pub struct Message {
 /// Events from helper threads (file decoding, dialogs, saving, downloads).
 enum UiEvent {
     Image(Result<(String, image::RgbImage), String>),
+    /// The bicubic baseline of an image (by id).
+    Baseline(u64, Box<Baseline>),
     Picked(Pick, Vec<PathBuf>),
     Saved(Result<PathBuf, String>),
     Download {
@@ -405,6 +407,7 @@ impl Workbench {
             || self.pending.images > 0
             || self.pending.saves > 0
             || self.pending.gallery > 0
+            || self.recon.images.iter().any(|i| i.baseline.is_none())
     }
 
     /// Metrics line of a finished reconstruction of the current image (tests read this too).

@@ -415,6 +415,23 @@ impl Workbench {
                     ui.strong(t);
                 }
                 ui.end_row();
+                // What the same number of values gives without DC-AE.
+                if let Some(b) = img.baseline.as_ref().filter(|_| !self.ready_models().is_empty()) {
+                    ui.label(format!("bicubic ({BASELINE_RATIO}x fewer values)"))
+                        .on_hover_text("bicubic downscale to as many values as a DC-AE latent, then bicubic upscale");
+                    ui.label(format!("{:.2} dB", b.psnr));
+                    ui.label(b.ssim.map_or("n/a".into(), |s| format!("{s:.4}")));
+                    ui.label("-");
+                    ui.label(format!("3x{}x{} pixels", b.small.1, b.small.0));
+                    ui.label(format!("{}", b.values));
+                    ui.label(format!(
+                        "{:.1}x",
+                        analysis::compression_ratio(w as usize, h as usize, b.values)
+                    ));
+                    ui.label("-");
+                    ui.label("cpu");
+                    ui.end_row();
+                }
                 for m in &self.models {
                     let ModelState::Ready(info) = &m.state else {
                         continue;

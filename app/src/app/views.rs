@@ -14,6 +14,11 @@ impl Workbench {
         if img.texture.is_none() {
             img.texture = Some(texture(ctx, &format!("img{}", img.id), &img.rgb, max));
         }
+        if let Some(b) = img.baseline.as_mut()
+            && b.texture.is_none()
+        {
+            b.texture = Some(texture(ctx, &format!("bicubic{}", img.id), &b.rgb, max));
+        }
         let (iid, orig) = (img.id, img.rgb.clone());
         for (_, t) in self.tasks.iter_mut() {
             if !matches!(t.kind, JobKind::Reconstruct { image, .. } if image == iid) {
@@ -75,6 +80,24 @@ impl Workbench {
             img.texture.as_ref().map(|t| t.id()),
             tiles,
         )];
+        if !self.ready_models().is_empty() {
+            v.push(match &img.baseline {
+                Some(b) => (
+                    format!(
+                        "bicubic, {BASELINE_RATIO}x fewer values · {:.2} dB · SSIM {}",
+                        b.psnr,
+                        b.ssim.map_or("n/a".into(), |s| format!("{s:.3}"))
+                    ),
+                    b.texture.as_ref().map(|t| t.id()),
+                    None,
+                ),
+                None => (
+                    format!("bicubic, {BASELINE_RATIO}x fewer values"),
+                    None,
+                    None,
+                ),
+            });
+        }
         for m in &self.models {
             if let ModelState::Ready(info) = &m.state {
                 let (tex, tiles, title) = match self.recon_task(img.id, m.id).map(|r| &r.state) {
@@ -105,7 +128,7 @@ impl Workbench {
     }
 
     pub(super) fn grid_view(&mut self, ui: &mut egui::Ui, size: Vec2) {
-        let n = 1 + self.ready_models().len();
+        let n = self.cells().len();
         let area = ui.available_rect_before_wrap();
         let (rows, cols) = grid_shape(n, area.size(), size.x / size.y.max(1.0));
         let cell_size = vec2(area.width() / cols as f32, area.height() / rows as f32);

@@ -41,14 +41,20 @@ impl EvalRow {
 /// `h' * w' * 3 = latent values`, upscale back.
 pub fn bicubic_baseline(img: &image::RgbImage, latent_values: usize) -> image::RgbImage {
     use image::imageops::{FilterType, resize};
-    let (w, h) = (img.width() as f64, img.height() as f64);
-    let s = (latent_values as f64 / (3.0 * w * h)).sqrt();
-    let (dw, dh) = (
-        ((w * s).round() as u32).max(1),
-        ((h * s).round() as u32).max(1),
-    );
+    let (dw, dh) = bicubic_size(img.width(), img.height(), latent_values);
     let small = resize(img, dw, dh, FilterType::CatmullRom);
     resize(&small, img.width(), img.height(), FilterType::CatmullRom)
+}
+
+/// The downscaled size of [`bicubic_baseline`]: the aspect ratio kept, `w' * h' * 3` as close
+/// to `values` as whole pixels allow.
+pub fn bicubic_size(w: u32, h: u32, values: usize) -> (u32, u32) {
+    let (w, h) = (f64::from(w), f64::from(h));
+    let s = (values as f64 / (3.0 * w * h)).sqrt();
+    (
+        ((w * s).round() as u32).max(1),
+        ((h * s).round() as u32).max(1),
+    )
 }
 
 /// Downscales (bicubic) so the longer side is at most `max_side` (0 = keep).
