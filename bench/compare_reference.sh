@@ -18,7 +18,7 @@ root="$(dirname "$here")"
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 preset="dc-ae-f32c32-in-1.0"; model=""; size="256"; backend="cpu"; runs=3
-train=0; train_model="$root/assets/models/default"; crop=128; batch=6; steps=5
+train=0; train_model="$root/assets/models/f32c32"; crop=128; batch=6; steps=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset="$2"; shift 2;;

@@ -17,7 +17,7 @@ root="$(dirname "$here")"
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 preset="dc-ae-f32c32-sana-1.0"; model=""; size=256; top=25; only=""
-train_model="$root/assets/models/default"; crop=128; batch=6; steps=8
+train_model="$root/assets/models/f32c32"; crop=128; batch=6; steps=8
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset="$2"; shift 2;;

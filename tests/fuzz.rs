@@ -305,19 +305,21 @@ fn parsers_never_panic_on_mutated_files() {
     });
 
     // 6. TOML run files.
-    let run = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/default-f32.toml"),
-    )
-    .unwrap();
-    count += fuzz("run-file", &[run], usize::MAX, n - 5 * per, &|b| {
-        let Ok(t) = std::str::from_utf8(b) else {
-            return false;
-        };
-        TrainConfig::from_toml(t, Path::new("run.toml")).is_ok_and(|c| {
-            let _ = c.phase_at(u64::MAX);
-            c.total_steps() < u64::MAX
-        })
-    });
+    count += fuzz(
+        "run-file",
+        &[run_file_seed()],
+        usize::MAX,
+        n - 5 * per,
+        &|b| {
+            let Ok(t) = std::str::from_utf8(b) else {
+                return false;
+            };
+            TrainConfig::from_toml(t, Path::new("run.toml")).is_ok_and(|c| {
+                let _ = c.phase_at(u64::MAX);
+                c.total_steps() < u64::MAX
+            })
+        },
+    );
 
     // 7. The whole strict loader: a tiny DC-AE built from a mutated checkpoint (slower per
     //    input, so a thousandth as many).
@@ -484,9 +486,37 @@ fn fuzz_seeds_are_valid() {
     assert_eq!(s.layout(), KeyLayout::Diffusers);
     s.take("encoder.conv_in.weight", &[8, 3, 3, 3]).unwrap();
     s.finish().unwrap();
-    let run = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/default-f32.toml"),
+    let run = run_file_seed();
+    TrainConfig::from_toml(std::str::from_utf8(&run).unwrap(), Path::new("run.toml")).unwrap();
+}
+
+/// A run file with every section: the f64c128 default's (shared init from a smaller model),
+/// plus a phase 3 with perceptual and GAN losses.
+fn run_file_seed() -> Vec<u8> {
+    let mut run = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/trio-f64c128.toml"),
     )
     .unwrap();
-    TrainConfig::from_toml(std::str::from_utf8(&run).unwrap(), Path::new("run.toml")).unwrap();
+    run.extend_from_slice(
+        br#"
+[phase3]
+steps = 100
+resolution = 128
+batch_size = 4
+lr = 2e-4
+warmup = 20
+weight_decay = 0.0
+beta1 = 0.5
+beta2 = 0.9
+grad_clip = 1.0
+ema_decay = 0.99
+perceptual_weight = 0.05
+perceptual_every = 4
+trainable = ["decoder.norm_out", "decoder.conv_out"]
+gan_weight = 0.05
+adaptive_gan_weight = true
+disc_lr = 2e-4
+"#,
+    );
+    run
 }

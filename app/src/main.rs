@@ -16,7 +16,7 @@ use dcae_app::{Startup, Workbench};
 struct Args {
     /// Images to open (PNG, JPEG, WebP, ...). Without any, a sample photo opens.
     images: Vec<PathBuf>,
-    /// Extra model folders (config.json + safetensors), besides the embedded default.
+    /// Extra model folders (config.json + safetensors), besides the embedded defaults.
     #[arg(long = "model")]
     models: Vec<PathBuf>,
     /// Generation model folders: class-conditional (config.json + model.safetensors) or a
@@ -36,7 +36,7 @@ struct Args {
     /// Compute backend: auto, cpu or wgpu.
     #[arg(long, value_parser = parse_backend)]
     backend: Option<BackendChoice>,
-    /// Do not load the embedded default model.
+    /// Do not load the embedded default models (f32c32, f64c128, f128c512).
     #[arg(long)]
     no_default_model: bool,
     /// Start in presenter mode (fullscreen, large fonts, models pre-warmed).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dcae_app::settings::{BackendChoice, ViewMode};
+use dcae_app::worker::Embedded;
 use dcae_app::{Startup, Workbench};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -196,7 +197,7 @@ fn bad_files_become_messages_not_crashes() {
 }
 
 #[test]
-fn embedded_default_model_reconstructs_the_sample() {
+fn embedded_default_models_reconstruct_the_sample() {
     let mut h = harness(Startup {
         images: Vec::new(),
         models: Vec::new(),
@@ -210,14 +211,18 @@ fn embedded_default_model_reconstructs_the_sample() {
         ..Startup::default()
     });
     wait_idle(&mut h);
-    let id = h.state().model_ids()[0];
-    let line = h.state().metrics_text(id).expect("default model finished");
-    // 512x512 astronaut through f32c32: a 32x16x16 latent.
-    assert!(
-        line.contains("latent 32x16x16 = 8192 values (96.0x fewer)"),
-        "{line}"
-    );
-    assert!(h.query_all_by_label_contains("default (embedded)").count() >= 1);
+    let ids = h.state().model_ids();
+    assert_eq!(ids.len(), Embedded::ALL.len());
+    for (id, e) in ids.into_iter().zip(Embedded::ALL) {
+        let line = h.state().metrics_text(id).expect("default model finished");
+        // The 512x512 astronaut: 8192 latent values whatever the compression factor.
+        assert!(line.contains("= 8192 values (96.0x fewer)"), "{line}");
+        let label = format!("{} (embedded)", e.name());
+        assert!(
+            h.query_all_by_label_contains(&label).count() >= 1,
+            "{label}"
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The real app binary in a virtual X display (tools/app-screenshot.sh): it must open, show the
-//! embedded sample photo with the embedded default model's reconstruction, save a screenshot
+//! embedded sample photo with the embedded default models' reconstructions, save a screenshot
 //! and exit on its own. CI installs xvfb (README set-up command).
 
 use std::path::PathBuf;

@@ -138,15 +138,15 @@ pub fn run_eval(
         list_images(folder)?
     };
     println!(
-        "{:<44} {:>11} {:>8} {:>7} {:>8} {:>9}",
-        "image", "size", "psnr", "ssim", "lpips", "bicubic"
+        "{:<44} {:>11} {:>8} {:>7} {:>8} {:>9} {:>8}",
+        "image", "size", "psnr", "ssim", "lpips", "bicubic", "bic ssim"
     );
-    let (mut sp, mut ss, mut sl, mut sb) = (0.0, 0.0, 0.0, 0.0);
+    let (mut sp, mut ss, mut sl, mut sb, mut sbs) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let cancel = Cancel::new();
     for p in &files {
         let r = evaluate_image(&model, p, max_side, lpips.as_ref(), &cancel)?;
         println!(
-            "{:<44} {:>11} {:>8.2} {:>7.4} {:>8} {:>9.2}",
+            "{:<44} {:>11} {:>8.2} {:>7.4} {:>8} {:>9.2} {:>8.4}",
             r.name(),
             format!("{}x{}", r.width, r.height),
             r.psnr,
@@ -156,20 +156,23 @@ pub fn run_eval(
             } else {
                 format!("{:.4}", r.lpips)
             },
-            r.bicubic_psnr
+            r.bicubic_psnr,
+            r.bicubic_ssim
         );
         sp += r.psnr;
         ss += r.ssim;
         sl += r.lpips;
         sb += r.bicubic_psnr;
+        sbs += r.bicubic_ssim;
     }
     let n = files.len() as f64;
     if n == 0.0 {
         bail!("no images in {}", folder.display());
     }
     println!(
-        "bicubic baseline (same number of values as the latent): mean psnr={:.2} dB; model - bicubic = {:+.2} dB",
+        "bicubic baseline (same number of values as the latent): mean psnr={:.2} dB ssim={:.4}; model - bicubic = {:+.2} dB",
         sb / n,
+        sbs / n,
         (sp - sb) / n
     );
     if lpips.is_some() {

@@ -38,7 +38,7 @@ use crate::sheet;
 use crate::tasks::{JobKind, Task, TaskState, Tasks};
 use crate::view::{ZoomPan, grid_shape};
 use crate::worker::{
-    Job, LPIPS_PENDING, ModelInfo, ModelSource, Reconstruction, Reply, WorkerHandle,
+    Embedded, Job, LPIPS_PENDING, ModelInfo, ModelSource, Reconstruction, Reply, WorkerHandle,
 };
 use dcae::pipeline::generation::GenerationSettings;
 pub use gen_tab::GenTab;
@@ -61,7 +61,7 @@ pub const SAMPLES: [(&str, &[u8]); 2] = [
 pub struct Startup {
     pub images: Vec<PathBuf>,
     pub models: Vec<PathBuf>,
-    /// Skip the embedded default model.
+    /// Skip the embedded default models.
     pub no_default_model: bool,
     /// Skip the embedded sample photo when no image is given.
     pub no_samples: bool,
@@ -316,7 +316,9 @@ impl Workbench {
         app.apply_theme(&cc.egui_ctx);
         app.configure_worker();
         if !startup.no_default_model {
-            app.add_model(ModelSource::Embedded);
+            for e in Embedded::ALL {
+                app.add_model(ModelSource::Embedded(e));
+            }
         }
         let mut dirs = startup.models.clone();
         if startup.models.is_empty() {

@@ -448,7 +448,7 @@ impl DcAeConfig {
         v
     }
 
-    /// The small f32c32 architecture of the embedded default model (`assets/models/default`):
+    /// The small f32c32 architecture of the embedded f32c32 default (`assets/models/f32c32`):
     /// the sana-1.0 layout (ResBlock stages, then linear-attention stages; RMSNorm/SiLU) with
     /// narrow widths and depth 1 per stage, so it trains on a CPU.
     pub fn default_small() -> Self {
