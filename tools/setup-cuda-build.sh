@@ -50,6 +50,8 @@ if [ "${1:-}" = "--build" ]; then
   CARGO_TARGET_DIR="$root/target/cuda" cargo build --release --workspace --features dcae-cli/cuda
   bin="$root/target/cuda/release/dcae"
   echo "built $bin"
-  # What the binary needs from the C library of the machine that runs it.
-  objdump -T "$bin" | grep -o 'GLIBC[XX]*_[0-9.]*' | sort -uV | tail -n 3
+  # What the binary needs from the C and C++ libraries of the machine that runs it (the
+  # newest version of each; Ubuntu 24.04 has GLIBC_2.39 and GLIBCXX_3.4.33).
+  objdump -T "$bin" | grep -o 'GLIBC[A-Z]*_[0-9.]*' | sort -uV \
+    | awk -F_ '{newest[$1] = $0} END {for (k in newest) print "needs " newest[k]}'
 fi

@@ -154,8 +154,40 @@ fn cuda_device() -> Result<Device> {
     cuda_device_at(0)
 }
 
+/// Whether the NVIDIA driver's library can be loaded: without it cudarc panics on a runtime
+/// thread (a backtrace before our error), so it is looked for first.
+#[cfg(all(feature = "cuda", unix))]
+fn cuda_driver_present() -> bool {
+    ["libcuda.so.1", "libcuda.so"].iter().any(|name| {
+        let Ok(c) = std::ffi::CString::new(*name) else {
+            return false;
+        };
+        // SAFETY: dlopen with a valid C string; the handle is closed at once.
+        unsafe {
+            let h = libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+            if h.is_null() {
+                return false;
+            }
+            libc::dlclose(h);
+            true
+        }
+    })
+}
+
+/// Elsewhere cudarc reports a missing driver itself.
+#[cfg(all(feature = "cuda", not(unix)))]
+fn cuda_driver_present() -> bool {
+    true
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_device_at(index: usize) -> Result<Device> {
+    if !cuda_driver_present() {
+        return Err(Error::Backend {
+            backend: "cuda".into(),
+            message: "the NVIDIA driver library (libcuda.so.1) is not installed or not on the library path (nvidia-smi checks the driver); use --backend wgpu or cpu".into(),
+        });
+    }
     let init = std::panic::catch_unwind(|| {
         let d = Device::cuda(index);
         // Touch the device so a missing driver fails here, not in the first model op.
