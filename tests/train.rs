@@ -471,6 +471,30 @@ fn bad_run_files_are_clear_errors() {
             text.replace("workers = 2", "workers = 100000"),
             "data.workers = 100000",
         ),
+        // Growing needs the smaller model, one stage smaller, and sane fit settings.
+        (
+            text.replace(
+                "preset = \"default-small\"\n",
+                "preset = \"default-small\"\ninit_match = \"grow\"\n",
+            ),
+            "needs model.init",
+        ),
+        (
+            text.replace(
+                "preset = \"default-small\"\n",
+                &format!(
+                    "preset = \"default-small\"\ninit_match = \"grow\"\ninit = \"{}\"\n",
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../shared/fixtures/dcae/f32c32-sana-96x128-b2")
+                        .display()
+                ),
+            ),
+            "one more stage",
+        ),
+        (
+            text.replace("[data]", "[grow]\ncrops = 0\n[data]"),
+            "grow.crops = 0",
+        ),
         // A data path that is a file, not a folder.
         (
             text.replace("train/sun_hays80", "val/skimage_astronaut.png"),
@@ -689,5 +713,114 @@ fn corrupt_training_images_are_skipped_and_reported() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("broken"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `init_match = "grow"`: the tiny f32c32 fixture model grown by one stage. Every tensor of the
+/// smaller model lands at its place (the deepest decoder stage one index up), the bridge fit
+/// lowers its error, and nothing outside the bridge moves.
+#[test]
+fn grow_fits_the_new_stage_to_the_smaller_model() {
+    use dcae::train::grow::{GrowProgress, in_bridge, source_key};
+    let dir = tmp("grow");
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/dcae/f32c32-sana-96x128-b2");
+    // The fixture's architecture plus a stage of 64 channels; latent 8 -> 32 channels.
+    let big = r#"{"attention_head_dim": 8, "decoder_act_fns": "silu",
+        "decoder_block_out_channels": [4, 8, 16, 16, 32, 32, 64],
+        "decoder_block_types": ["ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock",
+            "EfficientViTBlock", "EfficientViTBlock", "EfficientViTBlock"],
+        "decoder_conv_act_fn": "relu", "decoder_in_shortcut": true,
+        "decoder_layers_per_block": [3, 3, 3, 3, 3, 3, 1], "decoder_norm_types": "rms_norm",
+        "decoder_qkv_multiscales": [[], [], [], [5], [5], [5], [5]],
+        "downsample_block_type": "conv",
+        "encoder_block_out_channels": [4, 8, 16, 16, 32, 32, 64],
+        "encoder_block_types": ["ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock",
+            "EfficientViTBlock", "EfficientViTBlock", "EfficientViTBlock"],
+        "encoder_layers_per_block": [2, 2, 2, 3, 3, 3, 1], "encoder_out_shortcut": true,
+        "encoder_qkv_multiscales": [[], [], [], [5], [5], [5], [5]],
+        "in_channels": 3, "latent_channels": 32, "upsample_block_type": "interpolate"}"#;
+    std::fs::write(dir.join("big.json"), big).unwrap();
+    let text = format!(
+        r#"
+out_dir = "{out}"
+seed = 5
+backend = "cpu"
+[model]
+config = "big.json"
+init = "{small}"
+init_match = "grow"
+zero_init_residual = true
+[grow]
+steps = 300
+lr = 3e-3
+lr_end = 3e-4
+batch_size = 4
+crops = 16
+resolution = 128
+[data]
+train = "{train}"
+workers = 1
+[schedule]
+phases = [1]
+checkpoint_every = 1
+log_every = 1
+[phase1]
+steps = 1
+resolution = 64
+batch_size = 1
+lr = 1e-3
+weight_decay = 0.0
+perceptual_weight = 0.0
+trainable = ["decoder.conv_out"]
+"#,
+        out = dir.join("run").display(),
+        small = small.display(),
+        train = shared().join("train/sun_hays80").display(),
+    );
+    let run = dir.join("run.toml");
+    std::fs::write(&run, &text).unwrap();
+    let (cfg, text) = TrainConfig::from_file(&run).unwrap();
+    let (mut fit, mut grown, mut features, mut ckpts) = (Vec::new(), None, 0, Vec::new());
+    train(&cfg, &text, false, &Cancel::new(), &mut |e| match e {
+        Event::Grow(GrowProgress::Step { loss, .. }) => fit.push(loss),
+        Event::Checkpoint { step, .. } => ckpts.push(step),
+        Event::Grow(GrowProgress::Features { done, .. }) => features = done,
+        Event::Grown(r) => grown = Some(r),
+        _ => {}
+    })
+    .expect("grow run");
+    let r = grown.expect("the fit reports");
+    assert_eq!(features, 16);
+    // The grown weights are checkpointed before the first step (a resume keeps the fit).
+    assert_eq!(ckpts, [0, 1]);
+    assert_eq!(fit.len(), 3, "{fit:?}");
+    assert!(fit.iter().all(|l| l.is_finite()), "{fit:?}");
+    assert!(
+        r.last_loss < 0.7 * r.first_loss,
+        "the fit does not learn: {fit:?}"
+    );
+
+    let l = 5;
+    let before = tensors(&small.join("model.safetensors"));
+    let after = tensors(&dir.join("run/model/diffusion_pytorch_model.safetensors"));
+    let (mut kept, mut fitted) = (0, 0);
+    for (k, v) in &after {
+        if k.starts_with("decoder.conv_out") {
+            continue; // phase 1 trains it
+        }
+        let src = source_key(l, k).and_then(|s| before.get(&s));
+        if in_bridge(l, k) {
+            if src.is_some_and(|s| s.len() == v.len() && max_diff(s, v) > 0.0) {
+                fitted += 1;
+            }
+        } else {
+            let s = src.unwrap_or_else(|| panic!("{k}: not from the smaller model"));
+            assert_eq!(max_diff(s, v), 0.0, "{k} moved outside the bridge");
+            kept += 1;
+        }
+    }
+    assert!(kept > 50 && fitted > 5, "kept {kept}, fitted {fitted}");
     let _ = std::fs::remove_dir_all(&dir);
 }

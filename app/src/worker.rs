@@ -30,32 +30,36 @@ use dcae::pipeline::generation::GenerationSettings;
 /// The small models compiled into the binary (`assets/models/<name>`, trained by
 /// `configs/trio-<name>*.toml`), each holding 96x fewer values than the 8-bit image, as the
 /// bicubic baseline beside them does, and each ahead of that baseline on the validation photos
-/// (`cli/tests/default_model.rs`). f64c128 and f128c512 join when their training gets there
-/// (README, Training: Measured).
+/// (`cli/tests/default_model.rs`). f128c512 joins when its training gets there (README,
+/// Training: Measured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Embedded {
     F32c32,
+    F64c128,
 }
 
 impl Embedded {
-    pub const ALL: [Embedded; 1] = [Embedded::F32c32];
+    pub const ALL: [Embedded; 2] = [Embedded::F32c32, Embedded::F64c128];
 
     /// The folder name under `assets/models/`.
     pub fn name(self) -> &'static str {
         match self {
             Embedded::F32c32 => "f32c32",
+            Embedded::F64c128 => "f64c128",
         }
     }
 
     pub fn config_json(self) -> &'static str {
         match self {
             Embedded::F32c32 => include_str!("../../assets/models/f32c32/config.json"),
+            Embedded::F64c128 => include_str!("../../assets/models/f64c128/config.json"),
         }
     }
 
     pub fn weights(self) -> &'static [u8] {
         match self {
             Embedded::F32c32 => include_bytes!("../../assets/models/f32c32/model.safetensors"),
+            Embedded::F64c128 => include_bytes!("../../assets/models/f64c128/model.safetensors"),
         }
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use dcae::metrics::Lpips;
 use dcae::pipeline::eval::evaluate_image;
 use dcae::train::data::list_images;
+use dcae::train::grow::GrowProgress;
 use dcae::train::{Event, TrainConfig, export_checkpoint, train};
 use dcae::{Backend, Cancel, DcAe, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -74,6 +75,26 @@ pub fn run_train(config: &Path, resume: bool, export_only: bool) -> Result<()> {
         }
         Event::Checkpoint { step, path } => {
             say(&pb, format!("step {step}: checkpoint {}", path.display()));
+        }
+        Event::Grow(GrowProgress::Features { done, total }) => {
+            pb.set_message(format!("grow: features of {done}/{total} crops"));
+        }
+        Event::Grow(GrowProgress::Step { step, total, loss }) => {
+            let line = format!("grow: fit step {step}/{total}, relative error {loss:.4}");
+            if step % 1000 == 0 || step == total {
+                say(&pb, line);
+            } else {
+                pb.set_message(line);
+            }
+        }
+        Event::Grown(r) => {
+            say(
+                &pb,
+                format!(
+                    "grow: bridge fitted in {} steps, {:.0}s: relative error {:.4} -> {:.4}",
+                    r.steps, r.seconds, r.first_loss, r.last_loss
+                ),
+            );
         }
         Event::BadImage { path, error } => {
             say(

@@ -23,7 +23,7 @@ fn mean_after(text: &str, prefix: &str, key: &str) -> f64 {
 }
 
 /// The shipped defaults, by folder name under `assets/models/` (the app's `Embedded::ALL`).
-const MODELS: [&str; 1] = ["f32c32"];
+const MODELS: [&str; 2] = ["f32c32", "f64c128"];
 
 /// `dcae eval --max-side 512` of a shipped default on the validation photos: its stdout.
 fn eval_default(name: &str) -> String {

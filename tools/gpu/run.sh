@@ -4,7 +4,7 @@
 # for a set time with bf16 mixed precision, and leave everything in OUT.
 #
 #   tools/gpu/run.sh OUT [--minutes 6] [--bin target/release/dcae] [--fixtures DIR]
-#                        [--config configs/trio-f64c128.toml]... [--backend cuda|cpu]
+#                        [--config configs/trio-f128c512.toml]... [--backend cuda|cpu]
 #
 # Build the binary here first, with CUDA (tools/setup-cuda-build.sh), and copy the checkout:
 #   cargo build --release --features dcae-cli/cuda
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
-[ ${#configs[@]} -gt 0 ] || configs=("$root/configs/trio-f64c128.toml")
+[ ${#configs[@]} -gt 0 ] || configs=("$root/configs/trio-f128c512.toml")
 mkdir -p "$out" || exit 2
 out="$(cd "$out" && pwd)"
 exec > >(tee -a "$out/run.log") 2>&1

@@ -110,22 +110,10 @@ impl Decoder {
     /// # Shapes
     /// `[B, latent_channels, h, w] -> [B, 3, h*f, w*f]`
     pub fn forward(&self, z: Tensor<4>, trace: &mut Trace) -> Tensor<4> {
-        let h = self.conv_in.forward(z.clone());
-        trace.record(|| "decoder.conv_in".into(), &h);
-        let mut h = if self.in_shortcut_repeats > 0 {
-            h + repeat_interleave_channels(z, self.in_shortcut_repeats)
-        } else {
-            h
-        };
+        let mut h = self.project_in(z, trace);
         trace.record(|| "decoder.project_in".into(), &h);
-        for (i, stage) in self.up_blocks.iter().enumerate().rev() {
-            if stage.is_empty() {
-                continue;
-            }
-            for (j, block) in stage.iter().enumerate() {
-                h = block.forward_traced(h, &format!("decoder.up_blocks.{i}.{j}"), trace);
-            }
-            trace.record(|| format!("decoder.up_blocks.{i}"), &h);
+        for i in (0..self.up_blocks.len()).rev() {
+            h = self.stage(i, h, trace);
         }
         let h = self.norm_out.forward(h);
         trace.record(|| "decoder.norm_out".into(), &h);
@@ -136,5 +124,29 @@ impl Decoder {
         };
         trace.record(|| "reconstruction".into(), &out);
         out
+    }
+
+    /// `decoder.conv_in` plus the channel-duplicating shortcut. `[B, latent, h, w] -> [B, C, h, w]`
+    pub(crate) fn project_in(&self, z: Tensor<4>, trace: &mut Trace) -> Tensor<4> {
+        let h = self.conv_in.forward(z.clone());
+        trace.record(|| "decoder.conv_in".into(), &h);
+        if self.in_shortcut_repeats > 0 {
+            h + repeat_interleave_channels(z, self.in_shortcut_repeats)
+        } else {
+            h
+        }
+    }
+
+    /// Stage `i`: its upsample (when it has one), then its blocks.
+    pub(crate) fn stage(&self, i: usize, mut h: Tensor<4>, trace: &mut Trace) -> Tensor<4> {
+        let stage = &self.up_blocks[i];
+        if stage.is_empty() {
+            return h;
+        }
+        for (j, block) in stage.iter().enumerate() {
+            h = block.forward_traced(h, &format!("decoder.up_blocks.{i}.{j}"), trace);
+        }
+        trace.record(|| format!("decoder.up_blocks.{i}"), &h);
+        h
     }
 }

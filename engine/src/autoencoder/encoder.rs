@@ -151,28 +151,45 @@ impl Encoder {
     /// # Shapes
     /// `[B, 3, H, W] -> [B, latent_channels, H/f, W/f]`
     pub fn forward(&self, x: Tensor<4>, trace: &mut Trace) -> Tensor<4> {
-        let mut h = match &self.conv_in {
+        let mut h = self.stem(x);
+        trace.record(|| "encoder.conv_in".into(), &h);
+        for i in 0..self.down_blocks.len() {
+            h = self.stage(i, h, trace);
+        }
+        let out = self.project_out(h, trace);
+        trace.record(|| "latent".into(), &out);
+        out
+    }
+
+    /// `encoder.conv_in`. `[B, 3, H, W] -> [B, C, H/2, W/2]`
+    pub(crate) fn stem(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.conv_in {
             Stem::Conv(c) => c.forward(x),
             Stem::Down(d) => d.forward(x),
-        };
-        trace.record(|| "encoder.conv_in".into(), &h);
-        for (i, stage) in self.down_blocks.iter().enumerate() {
-            if stage.is_empty() {
-                continue;
-            }
-            for (j, block) in stage.iter().enumerate() {
-                h = block.forward_traced(h, &format!("encoder.down_blocks.{i}.{j}"), trace);
-            }
-            trace.record(|| format!("encoder.down_blocks.{i}"), &h);
         }
+    }
+
+    /// Stage `i`: its blocks, then its downsample (when it has one).
+    pub(crate) fn stage(&self, i: usize, mut h: Tensor<4>, trace: &mut Trace) -> Tensor<4> {
+        let stage = &self.down_blocks[i];
+        if stage.is_empty() {
+            return h;
+        }
+        for (j, block) in stage.iter().enumerate() {
+            h = block.forward_traced(h, &format!("encoder.down_blocks.{i}.{j}"), trace);
+        }
+        trace.record(|| format!("encoder.down_blocks.{i}"), &h);
+        h
+    }
+
+    /// `encoder.conv_out` plus the channel-averaging shortcut. `[B, C, h, w] -> [B, latent, h, w]`
+    pub(crate) fn project_out(&self, h: Tensor<4>, trace: &mut Trace) -> Tensor<4> {
         let out = self.conv_out.forward(h.clone());
         trace.record(|| "encoder.conv_out".into(), &out);
-        let out = if self.out_shortcut_group > 0 {
+        if self.out_shortcut_group > 0 {
             out + average_channel_groups(h, self.out_shortcut_group)
         } else {
             out
-        };
-        trace.record(|| "latent".into(), &out);
-        out
+        }
     }
 }

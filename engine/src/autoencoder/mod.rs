@@ -158,8 +158,9 @@ impl DcAe {
     /// that with `zero_residual` the last layer of every residual branch starts at zero (each
     /// block starts as its non-parametric shortcut, [`residual_branch_end`]), and every tensor
     /// `shared` holds under the same key and shape is copied from it (an f64 model from an f32
-    /// one: the stages they share, paper §3.1). Returns the model and how many tensors came
-    /// from `shared`.
+    /// one: the stages they share, paper §3.1); `shared_key` maps a key to the one `shared`
+    /// has it under ([`crate::train::grow::source_key`]). Returns the model and how many
+    /// tensors came from `shared`.
     pub fn random_init(
         config: DcAeConfig,
         seed: u64,
@@ -167,6 +168,7 @@ impl DcAe {
         precision: Precision,
         zero_residual: bool,
         shared: Option<&mut WeightStore>,
+        shared_key: Option<crate::weights::builder::SeedKey>,
     ) -> Result<(Self, usize)> {
         config.validate()?;
         check_precision(device, precision)?;
@@ -177,6 +179,9 @@ impl DcAe {
         }
         if let Some(store) = shared {
             b = b.seeded_from(store);
+            if let Some(k) = shared_key {
+                b = b.seed_keys(k);
+            }
         }
         let encoder = Encoder::build(&mut b, &config)?;
         let decoder = Decoder::build(&mut b, &config)?;
@@ -391,7 +396,7 @@ mod tests {
     fn zero_init_starts_every_residual_branch_at_zero() {
         let cfg = DcAeConfig::default_small();
         let dev = Device::flex();
-        let (m, seeded) = DcAe::random_init(cfg.clone(), 3, &dev, Precision::F32, true, None)
+        let (m, seeded) = DcAe::random_init(cfg.clone(), 3, &dev, Precision::F32, true, None, None)
             .expect("random init");
         assert_eq!(seeded, 0);
         let keys: Vec<&String> = m.names.iter().map(|(_, k)| k).collect();
@@ -429,8 +434,8 @@ mod tests {
         assert!(max_abs("encoder.down_blocks.1.0.conv1.weight") > 0.0);
         assert!(max_abs("decoder.up_blocks.3.1.conv_out.conv_inverted.weight") > 0.0);
         // Without the flag the branch ends are random / ones.
-        let (plain, _) =
-            DcAe::random_init(cfg.clone(), 3, &dev, Precision::F32, false, None).expect("init");
+        let (plain, _) = DcAe::random_init(cfg.clone(), 3, &dev, Precision::F32, false, None, None)
+            .expect("init");
         let pv = crate::train::optim::values(&plain.model, &names);
         let v = pv["encoder.conv_out.weight"]
             .clone()
@@ -440,8 +445,9 @@ mod tests {
         assert!(v.iter().any(|x| *x != 0.0));
     }
 
-    /// Shared init: a model with one more stage takes every tensor of the smaller one whose key
-    /// and shape it has (the stages they share), and only those.
+    /// Shared init: a model with one more stage takes every tensor of the smaller one at the
+    /// place it has in the larger one (the deepest decoder stage's blocks one index up, after
+    /// the added upsample), and only those.
     #[test]
     fn shared_init_copies_the_stages_a_larger_model_shares() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -481,9 +487,17 @@ mod tests {
         let dev = Device::flex();
         let mut store = WeightStore::from_file(&folder.weights).expect("weights");
         let total_small = store.len();
-        let (m, seeded) =
-            DcAe::random_init(big.clone(), 0, &dev, Precision::F32, true, Some(&mut store))
-                .expect("larger model");
+        let l = crate::train::grow::new_stage(&small, &big).expect("one more stage");
+        let (m, seeded) = DcAe::random_init(
+            big.clone(),
+            0,
+            &dev,
+            Precision::F32,
+            true,
+            Some(&mut store),
+            Some(Box::new(move |k| crate::train::grow::source_key(l, k))),
+        )
+        .expect("larger model");
         assert_eq!(m.factor(), 2 * small.spatial_compression());
         assert!(
             seeded > 0 && seeded < m.names.len(),
@@ -501,7 +515,9 @@ mod tests {
         );
         let mut same = 0;
         for (k, b) in &bv {
-            let Some(a) = sv.get(k) else { continue };
+            let Some(a) = crate::train::grow::source_key(l, k).and_then(|s| sv.get(&s)) else {
+                continue;
+            };
             let (a, b) = (
                 a.clone()
                     .into_data()
@@ -521,5 +537,8 @@ mod tests {
             same, seeded,
             "copied tensors ({seeded}) vs shared ones ({same}); {total_small} in the small model"
         );
+        // Every tensor of the smaller model has its place (the latent keeps its channels here,
+        // so even the layers next to it are copied).
+        assert_eq!(seeded, sv.len());
     }
 }

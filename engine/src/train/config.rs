@@ -39,6 +39,9 @@ pub struct TrainConfig {
     pub phase2: PhaseConfig,
     #[serde(default = "PhaseConfig::phase3")]
     pub phase3: PhaseConfig,
+    /// The bridge fit of `init_match = "grow"` ([`crate::train::grow`]).
+    #[serde(default)]
+    pub grow: GrowSection,
 }
 
 fn default_backend() -> String {
@@ -65,7 +68,9 @@ pub struct ModelSection {
     /// How `init` applies: `"all"` (default: the same architecture, every tensor) or
     /// `"shared"` (any DC-AE: every tensor with the same key and shape is copied, the rest is
     /// initialised as for a new model; an f64 model from a trained f32 one, whose stages it
-    /// contains, paper §3.1).
+    /// contains, paper §3.1), or `"grow"` (`init` has one stage fewer: shared, with the
+    /// stages mapped, then the new stage and its neighbours fitted to the smaller model,
+    /// [`crate::train::grow`] and `[grow]`).
     #[serde(default)]
     pub init_match: InitMatch,
     /// Random init starts every residual branch at zero (the last norm weight of each block,
@@ -85,6 +90,61 @@ pub enum InitMatch {
     #[default]
     All,
     Shared,
+    Grow,
+}
+
+/// `[grow]`: fitting the stage a grown model adds (`init_match = "grow"`) to the smaller model
+/// it starts from, on features of `crops` training crops of `resolution` px.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowSection {
+    #[serde(default = "GrowSection::default_steps")]
+    pub steps: u64,
+    #[serde(default = "GrowSection::default_lr")]
+    pub lr: f64,
+    /// The learning rate falls linearly to this by the last step.
+    #[serde(default = "GrowSection::default_lr_end")]
+    pub lr_end: f64,
+    #[serde(default = "GrowSection::default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "GrowSection::default_crops")]
+    pub crops: usize,
+    #[serde(default = "GrowSection::default_resolution")]
+    pub resolution: usize,
+}
+
+impl GrowSection {
+    fn default_steps() -> u64 {
+        8000
+    }
+    fn default_lr() -> f64 {
+        2e-3
+    }
+    fn default_lr_end() -> f64 {
+        2e-5
+    }
+    fn default_batch() -> usize {
+        16
+    }
+    fn default_crops() -> usize {
+        1200
+    }
+    fn default_resolution() -> usize {
+        320
+    }
+}
+
+impl Default for GrowSection {
+    fn default() -> Self {
+        Self {
+            steps: Self::default_steps(),
+            lr: Self::default_lr(),
+            lr_end: Self::default_lr_end(),
+            batch_size: Self::default_batch(),
+            crops: Self::default_crops(),
+            resolution: Self::default_resolution(),
+        }
+    }
 }
 
 fn default_export_dtype() -> String {
@@ -448,6 +508,28 @@ impl TrainConfig {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("{name} = {v}: give {lo}..={hi}"));
             }
+        }
+        let g = &self.grow;
+        let grow: [(&str, usize, usize, usize); 3] = [
+            ("grow.batch_size", g.batch_size, 1, 4096),
+            ("grow.crops", g.crops, 1, 1_000_000),
+            ("grow.resolution", g.resolution, 1, 8192),
+        ];
+        for (name, v, lo, hi) in grow {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{name} = {v}: give {lo}..={hi}"));
+            }
+        }
+        if g.steps > 1_000_000_000 {
+            return Err(format!("grow.steps = {}: give 0..=1e9", g.steps));
+        }
+        for (name, v) in [("grow.lr", g.lr), ("grow.lr_end", g.lr_end)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} = {v}: give a finite number > 0"));
+            }
+        }
+        if self.model.init_match == InitMatch::Grow && self.model.init.is_none() {
+            return Err("model.init_match = \"grow\" needs model.init (the smaller model)".into());
         }
         if self.schedule.checkpoint_every == 0 || self.schedule.log_every == 0 {
             return Err("schedule: checkpoint_every and log_every must be > 0".into());

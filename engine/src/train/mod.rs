@@ -10,6 +10,7 @@
 pub mod config;
 pub mod data;
 pub mod disc;
+pub mod grow;
 pub mod optim;
 pub mod trainer;
 

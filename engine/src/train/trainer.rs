@@ -17,6 +17,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use super::config::{InitMatch, PhaseConfig, TrainConfig, canonical_prefixes, matches};
 use super::data::{Batch, CropPlan, Loader, list_images, validation_set};
 use super::disc::Discriminator;
+use super::grow;
 use super::optim::{
     AdamState, AdamW, Names, clip_grad_norm, ema_update, gradients, phase_lr, replace,
     set_trainable, values, warmup_lr,
@@ -73,6 +74,10 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
+    /// `init_match = "grow"`: the bridge fit before the first step ([`grow::fit_bridge`]).
+    Grow(grow::GrowProgress),
+    /// The bridge fit's result.
+    Grown(grow::GrowReport),
     /// A training image could not be decoded; the next image took its place. Reported once
     /// per file.
     BadImage {
@@ -188,9 +193,18 @@ impl Models {
                 }
                 (m, None)
             }
-            (Some(dir), InitMatch::Shared) => {
+            (Some(dir), InitMatch::Shared | InitMatch::Grow) => {
                 let folder = crate::autoencoder::folder::AeFolder::find(dir)?;
                 let mut store = WeightStore::from_file(&folder.weights)?;
+                let small = DcAeConfig::from_file(&folder.config)?;
+                // A model with one more stage takes each tensor at its place there ("grow"
+                // requires that relation, "shared" uses it when it holds).
+                let key: Option<crate::weights::builder::SeedKey> =
+                    match grow::new_stage(&small, arch) {
+                        Ok(l) => Some(Box::new(move |k| grow::source_key(l, k))),
+                        Err(e) if cfg.model.init_match == InitMatch::Grow => return Err(e),
+                        Err(_) => None,
+                    };
                 let (m, copied) = DcAe::random_init(
                     arch.clone(),
                     cfg.seed,
@@ -198,10 +212,11 @@ impl Models {
                     precision,
                     zero,
                     Some(&mut store),
+                    key,
                 )?;
                 let total = m.names.len();
                 let note = format!(
-                    "model.init {}: {copied} of {total} tensors copied (same key and shape), {} new{}",
+                    "model.init {}: {copied} of {total} tensors copied (same place and shape), {} new{}",
                     dir.display(),
                     total - copied,
                     if zero {
@@ -213,7 +228,8 @@ impl Models {
                 (m, Some(note))
             }
             (None, _) => {
-                let (m, _) = DcAe::random_init(arch.clone(), cfg.seed, ad, precision, zero, None)?;
+                let (m, _) =
+                    DcAe::random_init(arch.clone(), cfg.seed, ad, precision, zero, None, None)?;
                 (
                     m,
                     zero.then(|| "random init, residual branches at zero".to_string()),
@@ -423,6 +439,46 @@ pub fn train(
         }
     }
 
+    let train_files = list_images(&cfg.data.train)?;
+    if !resume
+        && cfg.model.init_match == InitMatch::Grow
+        && let Some(dir) = &cfg.model.init
+    {
+        let small = DcAe::load(dir, &device, Precision::F32)?;
+        let l = grow::new_stage(&small.config, &arch)?;
+        let (m, report) = grow::fit_bridge(
+            &small,
+            model,
+            &names,
+            l,
+            &cfg.grow,
+            grow::CropSource {
+                files: train_files.clone(),
+                seed: cfg.seed,
+                workers: cfg.data.workers,
+                fail_on_bad_image: cfg.data.fail_on_bad_image,
+            },
+            &ad,
+            cancel,
+            &mut |p| on(Event::Grow(p)),
+        )?;
+        model = m;
+        on(Event::Grown(report));
+        // A step-0 checkpoint: `--resume` after this point does not fit the bridge again.
+        let snap = Snapshot {
+            step: 0,
+            model: &model,
+            ema: &ema,
+            adam: &adam,
+            adam_phase,
+        };
+        save_checkpoint(&ckpt_path, cfg_text, &snap, &names, gan.as_ref())?;
+        on(Event::Checkpoint {
+            step: 0,
+            path: ckpt_path.clone(),
+        });
+    }
+
     let val = match &cfg.data.val {
         Some(dir) => validation_set(
             dir,
@@ -432,7 +488,6 @@ pub fn train(
         )?,
         None => Vec::new(),
     };
-    let train_files = list_images(&cfg.data.train)?;
     let mut log = CsvLog::open(
         &cfg.out_dir.join("log.csv"),
         "step,phase,loss,l1,lpips,gan,disc,gan_lambda,grad_norm,lr,seconds",
@@ -715,7 +770,7 @@ pub fn export_checkpoint(cfg: &TrainConfig, cfg_text: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn scalar<const D: usize>(t: &Tensor<D>) -> f64 {
+pub(super) fn scalar<const D: usize>(t: &Tensor<D>) -> f64 {
     t.clone()
         .inner()
         .cast(DType::F32)

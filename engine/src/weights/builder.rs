@@ -87,6 +87,9 @@ pub enum Init {
 /// Which parameters (by checkpoint key) a rule applies to.
 type KeyPredicate = Box<dyn Fn(&str) -> bool>;
 
+/// The key of the seed store's tensor that initialises a parameter (`None`: none does).
+pub type SeedKey = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Creates parameters either from a checkpoint (strict: name and shape checked) or randomly.
 pub struct Builder<'a> {
     store: Option<&'a mut WeightStore>,
@@ -104,6 +107,8 @@ pub struct Builder<'a> {
     /// Random init only: tensors taken from here where the key and shape match (a model
     /// whose stages the new one shares); how many were.
     seed: Option<&'a mut WeightStore>,
+    /// Where a parameter's key is in `seed` (the same key when unset).
+    seed_key: Option<SeedKey>,
     seeded: usize,
 }
 
@@ -131,6 +136,7 @@ impl<'a> Builder<'a> {
             budget: crate::limits::budget(),
             zero: None,
             seed: None,
+            seed_key: None,
             seeded: 0,
         }
     }
@@ -147,6 +153,7 @@ impl<'a> Builder<'a> {
             budget: crate::limits::budget(),
             zero: None,
             seed: None,
+            seed_key: None,
             seeded: 0,
         }
     }
@@ -160,6 +167,13 @@ impl<'a> Builder<'a> {
     /// Random init: every parameter whose key and shape `store` has is taken from it.
     pub fn seeded_from(mut self, store: &'a mut WeightStore) -> Self {
         self.seed = Some(store);
+        self
+    }
+
+    /// Random init from a store: `key` maps a parameter's key to the store's (a larger model
+    /// whose stage indices differ from the smaller one's, [`crate::train::grow`]).
+    pub fn seed_keys(mut self, key: SeedKey) -> Self {
+        self.seed_key = Some(key);
         self
     }
 
@@ -223,8 +237,14 @@ impl<'a> Builder<'a> {
                 limit: crate::limits::human(self.budget),
             });
         }
-        let seeded = match (self.store.is_none(), self.seed.as_deref_mut()) {
-            (true, Some(seed)) if seed.dtype(key).is_some() => seed.take(key, &shape).ok(),
+        let source = match &self.seed_key {
+            Some(f) => f(key),
+            None => Some(key.to_string()),
+        };
+        let seeded = match (self.store.is_none(), self.seed.as_deref_mut(), source) {
+            (true, Some(seed), Some(src)) if seed.dtype(&src).is_some() => {
+                seed.take(&src, &shape).ok()
+            }
             _ => None,
         };
         let zero = self.zero.as_ref().is_some_and(|z| z(key));
