@@ -822,5 +822,22 @@ trainable = ["decoder.conv_out"]
         }
     }
     assert!(kept > 50 && fitted > 5, "kept {kept}, fitted {fitted}");
+
+    // The fit keeps every crop's features in memory: a count that cannot fit is refused
+    // after the first batch, not found out by the allocator.
+    let huge = TrainConfig {
+        out_dir: dir.join("huge"),
+        grow: dcae::train::config::GrowSection {
+            crops: 1_000_000,
+            resolution: 1024,
+            ..cfg.grow.clone()
+        },
+        ..cfg.clone()
+    };
+    let e = train(&huge, &text, false, &Cancel::new(), &mut |_| {})
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("the features of 1000000 crops"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

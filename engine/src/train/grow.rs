@@ -210,7 +210,17 @@ pub fn fit_bridge(
             return Err(Error::Cancelled);
         }
         let x = trunk(&small.model, l, batch.to_tensor(device));
-        ys.push(small_span(&small.model, l, x.clone()));
+        let y = small_span(&small.model, l, x.clone());
+        if xs.is_empty() {
+            // All features stay in memory for the fit: refuse a crop count that cannot fit.
+            let per_crop = (x.shape().num_elements() + y.shape().num_elements()) as u64 * 4
+                / batch.len.max(1) as u64;
+            crate::limits::check(
+                &format!("grow: the features of {} crops", g.crops),
+                per_crop.saturating_mul(g.crops as u64),
+            )?;
+        }
+        ys.push(y);
         xs.push(x);
         done += batch.len;
         on(GrowProgress::Features {
