@@ -36,7 +36,7 @@ struct Args {
     /// Compute backend: auto, cpu or wgpu.
     #[arg(long, value_parser = parse_backend)]
     backend: Option<BackendChoice>,
-    /// Do not load the embedded default models (`assets/models`: f32c32 and f64c128 today).
+    /// Do not load the embedded default models (`assets/models`: f32c32, f64c128 and f128c512).
     #[arg(long)]
     no_default_model: bool,
     /// Start in presenter mode (fullscreen, large fonts, models pre-warmed).

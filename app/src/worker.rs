@@ -30,22 +30,23 @@ use dcae::pipeline::generation::GenerationSettings;
 /// The small models compiled into the binary (`assets/models/<name>`, trained by
 /// `configs/trio-<name>*.toml`), each holding 96x fewer values than the 8-bit image, as the
 /// bicubic baseline beside them does, and each ahead of that baseline on the validation photos
-/// (`cli/tests/default_model.rs`). f128c512 joins when its training gets there (README,
-/// Training: Measured).
+/// (`cli/tests/default_model.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Embedded {
     F32c32,
     F64c128,
+    F128c512,
 }
 
 impl Embedded {
-    pub const ALL: [Embedded; 2] = [Embedded::F32c32, Embedded::F64c128];
+    pub const ALL: [Embedded; 3] = [Embedded::F32c32, Embedded::F64c128, Embedded::F128c512];
 
     /// The folder name under `assets/models/`.
     pub fn name(self) -> &'static str {
         match self {
             Embedded::F32c32 => "f32c32",
             Embedded::F64c128 => "f64c128",
+            Embedded::F128c512 => "f128c512",
         }
     }
 
@@ -53,6 +54,7 @@ impl Embedded {
         match self {
             Embedded::F32c32 => include_str!("../../assets/models/f32c32/config.json"),
             Embedded::F64c128 => include_str!("../../assets/models/f64c128/config.json"),
+            Embedded::F128c512 => include_str!("../../assets/models/f128c512/config.json"),
         }
     }
 
@@ -60,6 +62,7 @@ impl Embedded {
         match self {
             Embedded::F32c32 => include_bytes!("../../assets/models/f32c32/model.safetensors"),
             Embedded::F64c128 => include_bytes!("../../assets/models/f64c128/model.safetensors"),
+            Embedded::F128c512 => include_bytes!("../../assets/models/f128c512/model.safetensors"),
         }
     }
 }

@@ -23,7 +23,7 @@ fn mean_after(text: &str, prefix: &str, key: &str) -> f64 {
 }
 
 /// The shipped defaults, by folder name under `assets/models/` (the app's `Embedded::ALL`).
-const MODELS: [&str; 2] = ["f32c32", "f64c128"];
+const MODELS: [&str; 3] = ["f32c32", "f64c128", "f128c512"];
 
 /// `dcae eval --max-side 512` of a shipped default on the validation photos: its stdout.
 fn eval_default(name: &str) -> String {
